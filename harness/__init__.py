@@ -1,0 +1,1 @@
+"""pattern-harness: measured claims of backend system-design patterns."""
