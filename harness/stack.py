@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 import redis
+import requests
 
 from harness.modules import MODULES, Module
 from harness.settings import Settings
@@ -209,8 +209,8 @@ def _prometheus_command(settings: Settings, data_dir: Path) -> list[str]:
 
 def _http_ok(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
         return False
 
 
@@ -347,7 +347,9 @@ class Stack:
             )
         return rows
 
-    def up(self, names: list[str], on_event: Callable[[str, str], None] = lambda n, m: None) -> None:
+    def up(self, names: list[str], on_event: Callable[[str, str], None] = lambda n, m: None) -> list[str]:
+        """Start what does not answer yet, in order; returns the names this call started."""
+        started = []
         for name in names:
             service = SERVICES[name]
             if service.healthy(self.settings):
@@ -357,8 +359,10 @@ class Stack:
                 self._wait_healthy(service, self.state[name])
             else:
                 self._start(service)
+                started.append(name)
             service.after_start(self.settings)
             on_event(name, "up")
+        return started
 
     def _start(self, service: Service) -> None:
         data_dir = self.settings.state_dir / service.name
@@ -408,8 +412,10 @@ class Stack:
             f"(HARNESS_START_TIMEOUT_S); last lines of {entry['log']}:\n{_tail(entry['log'])}"
         )
 
-    def down(self, on_event: Callable[[str, str], None] = lambda n, m: None) -> None:
-        for name in reversed(list(self.state)):
+    def down(self, names: list[str] | None = None,
+             on_event: Callable[[str, str], None] = lambda n, m: None) -> None:
+        """Stop the services this state dir started (all, or `names`), newest first."""
+        for name in reversed([n for n in self.state if names is None or n in names]):
             entry = self.state[name]
             if _alive(entry["pid"], entry["ticks"]):
                 _terminate(entry["pid"], SERVICES[name].stop_signal if name in SERVICES else signal.SIGTERM)

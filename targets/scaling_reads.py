@@ -2,7 +2,7 @@
 
 The read is honestly expensive for the database: a product with aggregates over its reviews
 (count, average, rating histogram, latest three). Popular products have many reviews (review count
-falls with popularity rank as rank^-0.8), so the hot keys are the costly ones, as in a real shop.
+falls with popularity rank as 1/rank, Zipf's law), so the hot keys are the costly ones, as in a real shop.
 
 Variants, each under its own route prefix:
   direct                    every read queries PostgreSQL
@@ -38,7 +38,7 @@ from targets.common import (
 MODULE = "scaling_reads"
 CACHED_VARIANTS = ("cache_aside", "cache_aside_singleflight")
 VARIANTS = ("direct", *CACHED_VARIANTS, "noop")
-SEED_VERSION = 1
+SEED_VERSION = 2
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "office", "sports", "tools", "toys", "travel")
 
 SCHEMA = """
@@ -72,7 +72,7 @@ WHERE p.id = %s
 """
 
 
-def review_counts(products: int, reviews: int, exponent: float = 0.8) -> list[int]:
+def review_counts(products: int, reviews: int, exponent: float = 1.0) -> list[int]:
     """Reviews per product id 1..n, falling as rank^-exponent, summing exactly to `reviews`."""
     weights = [rank**-exponent for rank in range(1, products + 1)]
     scale = reviews / sum(weights)

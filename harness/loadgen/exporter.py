@@ -1,0 +1,54 @@
+"""Load-side Prometheus metrics, fed from Locust's `request` event.
+
+Load-side metric names, the one place they are defined (the server side's are in `targets/common.py`):
+
+  harness_load_requests_total            counter    module, variant, name, method
+  harness_load_failures_total            counter    module, variant, name, method
+  harness_load_request_duration_seconds  histogram  module, variant, name (buckets from 100 us)
+  harness_load_users                     gauge      module, variant: running Locust users
+  harness_load_dropped_arrivals_total    counter    module, variant: open-model arrivals with no free user
+  harness_phase                          gauge      module, variant, run_id, phase: 1 while that phase runs
+  process_cpu_seconds_total              counter    (prometheus-client's process collector)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05,
+                   0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("harness_load_requests", "Requests sent by Locust", ["module", "variant", "name", "method"])
+FAILURES = Counter("harness_load_failures", "Failed requests", ["module", "variant", "name", "method"])
+LATENCY = Histogram("harness_load_request_duration_seconds", "Latency timed by the load generator",
+                    ["module", "variant", "name"], buckets=LATENCY_BUCKETS)
+USERS = Gauge("harness_load_users", "Running Locust users", ["module", "variant"])
+DROPPED = Counter("harness_load_dropped_arrivals", "Open-model arrivals that found no free user",
+                  ["module", "variant"])
+PHASE = Gauge("harness_phase", "1 while the phase runs", ["module", "variant", "run_id", "phase"])
+
+log = logging.getLogger(__name__)
+
+
+def serve(host: str, port: int) -> bool:
+    """Start the exporter; a taken port is a warning, not a failed test."""
+    if port == 0:
+        return False
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("load-side metrics not exported: %s:%s is taken (%s); set HARNESS_LOADGEN_METRICS_PORT",
+                    host, port, exc.strerror)
+        return False
+    return True
+
+
+def observe(module: str, variant: str, name: str, method: str, seconds: float, failed: bool) -> None:
+    REQUESTS.labels(module, variant, name, method).inc()
+    if failed:
+        FAILURES.labels(module, variant, name, method).inc()
+    LATENCY.labels(module, variant, name).observe(seconds)

@@ -1,0 +1,215 @@
+"""The harness plugin for Locust, wired through Locust's events.
+
+A locustfile calls `setup(module, variants, scenarios)` once at import. That adds the options
+`--variant`, `--scenario`, `--warmup`, `--results-file`, `--run-id`, `--phase` and
+`--no-stack`, and reads Locust's own `--profile` as the load shape (default steady); records exact latencies (HdrHistogram) after the warm-up; exports load-side
+Prometheus metrics; starts the embedded stack when the target does not answer (and stops what it
+started on quit); runs the module's invariant checks when the test stops; and writes one JSON
+results file that `harness run` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import gevent
+import requests
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.loadgen import exporter
+from harness.loadgen.recorder import AGGREGATE, ExactRecorder
+from harness.modules import get_module
+from harness.settings import get_settings
+from harness.shapes import PROFILES
+
+log = logging.getLogger("harness")
+Invariant = Callable[[Environment], Iterable[dict]]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Plugin:
+    """The state of one Locust process: options, recorder, timings, invariants."""
+
+    def __init__(self, module: str, variants: Sequence[str], scenarios: Sequence[str]) -> None:
+        self.module, self.variants, self.scenarios = module, list(variants), list(scenarios)
+        self.recorder = ExactRecorder()
+        self.invariants: list[Invariant] = []
+        self.environment: Environment | None = None
+        self.started_services: list[str] = []
+        self.start = self.measured_start = self.end = 0.0
+        self.cpu_at_measured_start = 0.0
+        self.load_cpu_seconds = 0.0
+
+    @property
+    def options(self):
+        return self.environment.parsed_options
+
+    # --- options -----------------------------------------------------------------------------
+    def add_options(self, parser) -> None:
+        group = parser.add_argument_group("pattern-harness")
+        group.add_argument("--variant", choices=self.variants, default=self.variants[0],
+                           env_var="LOCUST_VARIANT", help="which variant of the pattern to load")
+        group.add_argument("--scenario", choices=self.scenarios, default=self.scenarios[0],
+                           env_var="LOCUST_SCENARIO", help="which workload of the module to run")
+        group.add_argument("--warmup", type=float, default=5.0, env_var="LOCUST_WARMUP",
+                           help="seconds at the start left out of the exact latencies and Locust's stats")
+        group.add_argument("--results-file", default="", help="write exact results as JSON here on stop")
+        group.add_argument("--run-id", default="", help="run id for the harness_phase metric")
+        group.add_argument("--phase", type=int, default=0, help="phase index for the harness_phase metric")
+        group.add_argument("--no-stack", action="store_true", default=False, env_var="LOCUST_NO_STACK",
+                           help="never start the embedded stack, even when the target does not answer")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def on_init(self, environment: Environment, **_) -> None:
+        self.environment = environment
+        # Locust's own --profile (a free-form run label) names the load shape here.
+        self.options.profile = self.options.profile or "steady"
+        if self.options.profile not in PROFILES:
+            raise SystemExit(f"--profile must be one of {', '.join(PROFILES)}, got {self.options.profile!r}")
+        module = get_module(self.module)
+        if not environment.host:
+            environment.host = module.url
+        if isinstance(environment.runner, WorkerRunner):
+            return
+        settings = get_settings()
+        exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port)
+        exporter.USERS.labels(self.module, self.options.variant).set_function(
+            lambda: environment.runner.user_count if environment.runner else 0)
+        if not self.options.no_stack:
+            self._ensure_stack(module)
+
+    def _ensure_stack(self, module) -> None:
+        try:
+            if requests.get(f"{self.environment.host}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        from harness.stack import Stack, StackError, services_for
+
+        log.info("%s does not answer; starting the embedded stack", self.environment.host)
+        try:
+            self.started_services = Stack(get_settings()).up(services_for(module))
+        except StackError as exc:
+            raise SystemExit(f"cannot start the embedded stack: {exc}") from None
+
+    def on_quitting(self, environment: Environment, **_) -> None:
+        if self.started_services:
+            from harness.stack import Stack
+
+            Stack(get_settings()).down(self.started_services)
+
+    def on_test_start(self, environment: Environment, **_) -> None:
+        self.start = time.time()
+        self.recorder.reset(self.start + self.options.warmup)
+        self.measured_start = self.recorder.measured_start
+        exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
+                              str(self.options.phase)).set(1)
+        if not isinstance(environment.runner, WorkerRunner):
+            gevent.spawn_later(self.options.warmup, self._end_warmup)
+
+    def _end_warmup(self) -> None:
+        self.environment.runner.stats.reset_all()
+        self.cpu_at_measured_start = _cpu_seconds()
+
+    def on_request(self, request_type: str, name: str, response_time: float, exception, start_time=None,
+                   **_) -> None:
+        failed = exception is not None
+        start = start_time if start_time is not None else time.time() - response_time / 1000
+        self.recorder.record(name, response_time, start, failed)
+        exporter.observe(self.module, self.options.variant, name, request_type, response_time / 1000, failed)
+
+    def on_report_to_master(self, client_id: str, data: dict) -> None:
+        data["harness"] = self.recorder.take_delta()
+
+    def on_worker_report(self, client_id: str, data: dict) -> None:
+        self.recorder.add_delta(data.get("harness", {}))
+
+    def on_test_stop(self, environment: Environment, **_) -> None:
+        self.end = time.time()
+        exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
+                              str(self.options.phase)).set(0)
+        if isinstance(environment.runner, WorkerRunner):
+            return
+        self.load_cpu_seconds = _cpu_seconds() - self.cpu_at_measured_start
+        checked = [result for check in self.invariants for result in check(environment)]
+        results = self._results(checked)
+        _print_summary(results, self.options.variant)
+        if self.options.results_file:
+            path = Path(self.options.results_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=1))
+
+    def _results(self, invariants: list[dict]) -> dict:
+        exact = self.recorder.results()
+        count = exact["requests"][AGGREGATE].get("count", 0)
+        local = not isinstance(self.environment.runner, MasterRunner)
+        return {
+            "module": self.module, "variant": self.options.variant, "scenario": self.options.scenario,
+            "profile": self.options.profile, "host": self.environment.host,
+            "start": self.start, "measured_start": self.measured_start, "end": self.end,
+            "users": self.options.num_users, **exact,
+            "load_cpu_seconds": self.load_cpu_seconds if local else None,
+            "load_cpu_us_per_request": self.load_cpu_seconds / count * 1e6 if local and count else None,
+            "invariants": invariants,
+        }
+
+
+def _print_summary(results: dict, variant: str) -> None:
+    lines = [f"Exact latencies after warm-up, variant {variant} (ms, HdrHistogram):",
+             f"{'name':<44}{'count':>9}{'fail':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"]
+    for name, r in results["requests"].items():
+        if r.get("count"):
+            lines.append(f"{name[:43]:<44}{r['count']:>9}{r['failures']:>7}{r['p50']:>9.3f}{r['p95']:>9.3f}"
+                         f"{r['p99']:>9.3f}{r['p999']:>9.3f}{r['max']:>9.3f}")
+    for inv in results["invariants"]:
+        lines.append(f"invariant {inv['name']}: {inv['value']} (expected {inv['expected']}) "
+                     f"{'ok' if inv['passed'] else 'VIOLATED'} - {inv.get('detail', '')}")
+    print("\n".join(lines), flush=True)
+
+
+_plugin: Plugin | None = None
+
+
+def setup(module: str, variants: Sequence[str], scenarios: Sequence[str] = ("default",)) -> Plugin:
+    """Wire the harness into Locust for one module; call once, at the locustfile's import."""
+    global _plugin
+    if _plugin is not None:
+        return _plugin
+    plugin = _plugin = Plugin(module, variants, scenarios)
+    events.init_command_line_parser.add_listener(plugin.add_options)
+    events.init.add_listener(plugin.on_init)
+    events.test_start.add_listener(plugin.on_test_start)
+    events.request.add_listener(plugin.on_request)
+    events.report_to_master.add_listener(plugin.on_report_to_master)
+    events.worker_report.add_listener(plugin.on_worker_report)
+    events.test_stop.add_listener(plugin.on_test_stop)
+    events.quitting.add_listener(plugin.on_quitting)
+    return plugin
+
+
+def invariant(check: Invariant) -> Invariant:
+    """Register a correctness check run against the real store when the test stops.
+
+    It returns dicts: name, value, expected (text such as "== 0"), passed, detail.
+    """
+    if _plugin is None:
+        raise RuntimeError("call harness.loadgen.setup(...) before registering invariants")
+    _plugin.invariants.append(check)
+    return check
+
+
+def tally(name: str, amount: int = 1) -> None:
+    """Count something the invariants need (acknowledged writes, say); summed across workers."""
+    if _plugin is not None:
+        _plugin.recorder.tallies[name] += amount

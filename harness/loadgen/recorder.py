@@ -1,0 +1,109 @@
+"""Exact latencies: one HdrHistogram per request name, in microseconds.
+
+Locust's own stats round response times (whole ms under 100 ms), which erases sub-millisecond cache
+hits; these histograms keep them. Requests that started during warm-up are left out by their start
+time, so the cut is exact on every node. Workers ship their histograms to the master inside Locust's
+own worker reports, where they are added (never averaged).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 600_000_000, 3
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9, 99.99)
+AGGREGATE = "Aggregated"
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def encode(histogram: HdrHistogram) -> str:
+    return histogram.encode().decode("ascii")
+
+
+def decode(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(encoded.encode("ascii") if isinstance(encoded, str) else encoded)
+
+
+def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
+    total = new_histogram()
+    for histogram in histograms:
+        total.add(histogram)
+    return total
+
+
+def summarize(histogram: HdrHistogram) -> dict:
+    """Count, mean, max and the standard percentiles, in milliseconds."""
+    if histogram.get_total_count() == 0:
+        return {"count": 0}
+    result = {"count": histogram.get_total_count(), "mean": histogram.get_mean_value() / 1000,
+              "max": histogram.get_max_value() / 1000}
+    for p in PERCENTILES:
+        result[percentile_key(p)] = histogram.get_value_at_percentile(p) / 1000
+    return result
+
+
+def percentile_key(p: float) -> str:
+    return "p" + f"{p:g}".replace(".", "")
+
+
+def spectrum(histogram: HdrHistogram) -> list[list[float]]:
+    """[percentile, ms] pairs for a percentile plot, up to the maximum."""
+    if histogram.get_total_count() == 0:
+        return []
+    points = [[p, histogram.get_value_at_percentile(p) / 1000] for p in (0.0, 25.0, *PERCENTILES, 99.999)]
+    return [*points, [100.0, histogram.get_max_value() / 1000]]
+
+
+class ExactRecorder:
+    def __init__(self) -> None:
+        self.histograms: dict[str, HdrHistogram] = {}
+        self.failures: Counter[str] = Counter()
+        self.tallies: Counter[str] = Counter()
+        self.measured_start = float("inf")
+
+    def reset(self, measured_start: float) -> None:
+        self.histograms.clear()
+        self.failures.clear()
+        self.tallies.clear()
+        self.measured_start = measured_start
+
+    def record(self, name: str, response_time_ms: float, start_time: float, failed: bool) -> None:
+        if start_time < self.measured_start:
+            return
+        histogram = self.histograms.get(name)
+        if histogram is None:
+            histogram = self.histograms[name] = new_histogram()
+        histogram.record_value(min(HIGHEST_US, max(LOWEST_US, round(response_time_ms * 1000))))
+        if failed:
+            self.failures[name] += 1
+
+    def take_delta(self) -> dict:
+        """What a worker sends in one report; its local state starts over after."""
+        delta = {"histograms": {n: encode(h) for n, h in self.histograms.items()},
+                 "failures": dict(self.failures), "tallies": dict(self.tallies)}
+        self.histograms.clear()
+        self.failures.clear()
+        self.tallies.clear()
+        return delta
+
+    def add_delta(self, delta: dict) -> None:
+        for name, encoded in delta.get("histograms", {}).items():
+            self.histograms.setdefault(name, new_histogram()).add(decode(encoded))
+        self.failures.update(delta.get("failures", {}))
+        self.tallies.update(delta.get("tallies", {}))
+
+    def aggregate(self) -> HdrHistogram:
+        return merge(self.histograms.values())
+
+    def results(self) -> dict:
+        per_name = {name: {**summarize(h), "failures": self.failures[name], "hdr": encode(h)}
+                    for name, h in sorted(self.histograms.items())}
+        total = self.aggregate()
+        per_name[AGGREGATE] = {**summarize(total), "failures": sum(self.failures.values()), "hdr": encode(total)}
+        return {"requests": per_name, "tallies": dict(self.tallies)}

@@ -1,0 +1,99 @@
+"""From phase results to the run summary: pure functions, tested without services.
+
+A phase's latency percentiles come from its exact histogram of the module's main request (the one
+its claims are about); a variant's summary is the median over its repetitions, and its percentile
+spectrum comes from the histograms of all its repetitions added together.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+from harness.loadgen.recorder import AGGREGATE, decode, merge, spectrum, summarize
+
+LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+
+
+def phase_latency(exact: dict, request_name: str | None) -> dict:
+    entry = exact["requests"].get(request_name or AGGREGATE) or exact["requests"].get(AGGREGATE, {})
+    return {k: entry.get(k) for k in LATENCY_KEYS}
+
+
+def phase_counts(exact: dict) -> tuple[int, int, float | None]:
+    total = exact["requests"].get(AGGREGATE, {})
+    count, failures = total.get("count", 0), total.get("failures", 0)
+    window = exact["end"] - exact["measured_start"]
+    return count, failures, (count / window if window > 0 else None)
+
+
+def timeline(history_csv: Path, phase_start: float) -> list[list[float | None]]:
+    """[seconds since phase start, requests/s, p95 ms] from Locust's per-second history CSV."""
+    if not history_csv.exists():
+        return []
+    rows = []
+    with history_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("Name") != "Aggregated":
+                continue
+            p95 = row.get("95%", "N/A")
+            rows.append([round(float(row["Timestamp"]) - phase_start, 3), float(row["Requests/s"]),
+                         None if p95 in ("N/A", "") else float(p95)])
+    return rows
+
+
+def median(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
+    """Medians over a variant's repetitions, with invariants summed (a violation anywhere counts)."""
+    summary = {
+        "repetitions": len(phases),
+        "requests": sum(p["requests"] for p in phases),
+        "failures": sum(p["failures"] for p in phases),
+        "rps": median(p["rps"] for p in phases),
+        **{f"{k}_ms": median(p["latency_ms"].get(k) for p in phases) for k in ("p50", "p95", "p99", "p999")},
+        "max_ms": max((p["latency_ms"].get("max") or 0 for p in phases), default=None),
+        "load_cpu_us_per_request": median(p.get("load_cpu_us_per_request") for p in phases),
+    }
+    summary["failure_ratio"] = summary["failures"] / summary["requests"] if summary["requests"] else None
+    for key in sorted({k for p in phases for k in p.get("server", {})}):
+        summary[key] = median(p["server"].get(key) for p in phases)
+    for phase in phases:
+        for inv in phase.get("invariants", []):
+            summary[inv["name"]] = summary.get(inv["name"], 0) + inv["value"]
+    merged = merge(decode(h) for h in histograms if h)
+    summary["percentiles"] = spectrum(merged)
+    summary["merged"] = {k: v for k, v in summarize(merged).items() if k != "count"}
+    return summary
+
+
+def summarize_run(phases: list[dict], histograms: dict[int, str]) -> dict:
+    """{scenario: {variant: summary}} in the order the phases ran."""
+    grouped: dict[str, dict[str, list[dict]]] = {}
+    for phase in phases:
+        if phase.get("error"):
+            continue
+        grouped.setdefault(phase["scenario"], {}).setdefault(phase["variant"], []).append(phase)
+    return {scenario: {variant: summarize_variant(ps, [histograms.get(p["index"], "") for p in ps])
+                       for variant, ps in variants.items()}
+            for scenario, variants in grouped.items()}
+
+
+def invariant_rows(phases: list[dict]) -> list[dict]:
+    """One row per (invariant, scenario, variant), summed over repetitions."""
+    rows: dict[tuple, dict] = {}
+    for phase in phases:
+        for inv in phase.get("invariants", []):
+            key = (inv["name"], phase["scenario"], phase["variant"])
+            row = rows.setdefault(key, {"name": inv["name"], "scenario": phase["scenario"],
+                                        "variant": phase["variant"], "value": 0, "expected": inv["expected"],
+                                        "passed": True, "details": []})
+            row["value"] += inv["value"]
+            row["passed"] = row["passed"] and inv["passed"]
+            row["details"].append(inv.get("detail", ""))
+    return [{**{k: v for k, v in r.items() if k != "details"}, "detail": "; ".join(r["details"])}
+            for r in rows.values()]

@@ -1,0 +1,196 @@
+"""Scaling Reads: a product catalogue read straight from PostgreSQL or through a Redis cache.
+
+Run it as plain Locust (web UI, or add --headless -u 32 -t 60s):
+
+    locust -f locustfiles/scaling_reads.py --variant cache_aside
+
+Workloads (--scenario):
+  ycsb      YCSB-style: zipfian key popularity (constant 0.99) over the whole catalogue, 95% reads
+            and 5% writes (half new reviews, half price changes); --write-ratio, --zipf-constant.
+  stampede  every user reads the hottest product while its cache entry is expired every 200 ms
+            (what a TTL does to a hot key); counts database queries per expiry.
+
+Each test starts with the variant's cache flushed, and the warm-up (--warmup) is left out.
+"""
+
+from __future__ import annotations
+
+import random
+
+import gevent
+import psycopg
+import requests
+from locust import FastHttpUser, events, task
+from locust.runners import WorkerRunner
+
+from harness import loadgen
+from harness.claims import Claim
+from harness.loadgen import ProfileShape  # noqa: F401  (Locust plays the shape it finds here)
+from harness.loadgen.zipf import Zipfian
+from harness.settings import get_settings
+
+MODULE = "scaling_reads"
+VARIANTS = {
+    "direct": "every read queries PostgreSQL",
+    "cache_aside": "Redis first; on a miss PostgreSQL, then SET with a TTL; writes invalidate the key",
+    "cache_aside_singleflight": "cache_aside, plus one recompute per key at a time; the others wait for it",
+    "noop": "no I/O at all: the floor, showing what the pattern's own code costs",
+}
+CACHED = ("cache_aside", "cache_aside_singleflight")
+SCENARIOS = {
+    "ycsb": {"variants": list(VARIANTS)},
+    "stampede": {"variants": list(CACHED), "users": 32, "duration_s": 10, "warmup_s": 2},
+}
+# The request whose exact latency the claims and the summary's percentiles speak of.
+LATENCY_OF = "GET /products/[id]"
+# Server-side ratios of counter increases over each phase's measured window, per variant.
+SERVER_RATIOS = {
+    "hit_ratio": ('harness_cache_lookups_total{result="hit"}', "harness_cache_lookups_total"),
+    "db_queries_per_read": ('harness_db_queries_total{kind="read"}',
+                            'harness_http_request_duration_seconds_count{endpoint="GET /products/{product_id}"}'),
+    "db_queries_per_expiry": ('harness_db_queries_total{kind="read"}',
+                              'harness_cache_invalidations_total{reason="expire"}'),
+}
+CLAIMS = [
+    Claim("cache_throughput", "A cache in front of the database multiplies read throughput.",
+          "rps", "cache_aside", ">=", 2.0, baseline="direct", scenario="ycsb"),
+    Claim("cache_p95", "Cache-aside cuts read latency: p95 well below the database's.",
+          "p95_ms", "cache_aside", "<=", 0.5, baseline="direct", scenario="ycsb"),
+    Claim("cache_p99", "Cache-aside cuts tail latency too: p99 well below the database's.",
+          "p99_ms", "cache_aside", "<=", 0.5, baseline="direct", scenario="ycsb"),
+    Claim("hit_ratio", "With skewed (zipfian) popularity, a small cache serves most reads.",
+          "hit_ratio", "cache_aside", ">=", 0.8, scenario="ycsb"),
+    Claim("db_offload", "The cache takes most reads off the database.",
+          "db_queries_per_read", "cache_aside", "<=", 0.2, scenario="ycsb"),
+    Claim("stampede", "Without stampede protection an expiring hot key sends a burst of identical queries "
+          "to the database; single-flight sends one.",
+          "db_queries_per_expiry", "cache_aside_singleflight", "<=", 0.5, baseline="cache_aside",
+          scenario="stampede"),
+    Claim("stale_reads", "Invalidating on write means a read after the write sees it.",
+          "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
+    Claim("stale_reads_singleflight", "Single-flight keeps read-your-write after invalidation.",
+          "stale_reads", "cache_aside_singleflight", "==", 0, scenario="ycsb"),
+]
+
+HOT_PRODUCT = 1
+EXPIRE_EVERY_S = 0.2
+STALE_PROBES = 50
+plugin = loadgen.setup(MODULE, VARIANTS, SCENARIOS)
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("scaling_reads")
+    group.add_argument("--write-ratio", type=float, default=0.05, env_var="LOCUST_WRITE_RATIO",
+                       help="share of operations that write (0..1)")
+    group.add_argument("--zipf-constant", type=float, default=0.99, env_var="LOCUST_ZIPF_CONSTANT",
+                       help="skew of key popularity, YCSB's constant (0 < c < 1)")
+
+
+_keys: dict[float, Zipfian] = {}
+
+
+def write_tag(options) -> str:
+    return f"{options.run_id or 'manual'}:{options.phase}"
+
+
+class Shopper(FastHttpUser):
+    """A closed-model user with no think time: together the users find the maximum throughput."""
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        if not 0 <= options.write_ratio <= 1:
+            raise ValueError(f"--write-ratio must be between 0 and 1, got {options.write_ratio}")
+        self.prefix, self.options = f"/{options.variant}", options
+        if options.zipf_constant not in _keys:  # zeta over the catalogue is computed once per process
+            _keys[options.zipf_constant] = Zipfian(get_settings().products, options.zipf_constant)
+        self.keys, self.rng = _keys[options.zipf_constant], random.Random()
+
+    @task
+    def operate(self) -> None:
+        if self.options.scenario == "stampede":
+            self.read(HOT_PRODUCT)
+            return
+        product = self.keys.next() + 1
+        if self.rng.random() < self.options.write_ratio:
+            self.write(product)
+        else:
+            self.read(product)
+
+    def read(self, product: int) -> None:
+        self.client.get(f"{self.prefix}/products/{product}", name="GET /products/[id]")
+
+    def write(self, product: int) -> None:
+        if self.rng.random() < 0.5:
+            review = {"rating": self.rng.randint(1, 5), "body": "load test review", "tag": write_tag(self.options)}
+            response = self.client.post(f"{self.prefix}/products/{product}/reviews", json=review,
+                                        name="POST /products/[id]/reviews")
+            if response.status_code == 201:
+                loadgen.tally("reviews_acknowledged")
+        else:
+            self.client.put(f"{self.prefix}/products/{product}/price", name="PUT /products/[id]/price",
+                            json={"price_cents": self.rng.randrange(100, 100_000)})
+
+
+_background: list[gevent.Greenlet] = []
+_started: dict = {}
+
+
+@events.test_start.add_listener
+def _prepare(environment, **_) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    options = environment.parsed_options
+    with psycopg.connect(get_settings().pg_dsn, connect_timeout=5) as conn:
+        _started["db_now"] = conn.execute("SELECT now()").fetchone()[0]
+    if options.variant in CACHED:
+        requests.post(f"{environment.host}/{options.variant}/cache/flush", timeout=30).raise_for_status()
+    if options.scenario == "stampede":
+        _background.append(gevent.spawn(_expire_hot_key, environment.host, options.variant))
+
+
+def _expire_hot_key(host: str, variant: str) -> None:
+    """What a TTL does to a hot key, on a fixed beat; killed at test stop, bounded anyway."""
+    with requests.Session() as session:
+        for _ in range(int(3600 / EXPIRE_EVERY_S)):
+            gevent.sleep(EXPIRE_EVERY_S)
+            session.post(f"{host}/{variant}/cache/expire/{HOT_PRODUCT}", timeout=5)
+
+
+@events.test_stop.add_listener
+def _stop_background(environment, **_) -> None:
+    gevent.killall(_background)
+    _background.clear()
+
+
+@loadgen.invariant
+def no_lost_writes(environment) -> list[dict]:
+    """Every review the target acknowledged (201) is in PostgreSQL."""
+    options = environment.parsed_options
+    if options.variant == "noop" or options.scenario != "ycsb":
+        return []
+    acknowledged = plugin.recorder.tallies["reviews_acknowledged"]
+    with psycopg.connect(get_settings().pg_dsn, connect_timeout=5) as conn:
+        found = conn.execute("SELECT count(*) FROM reviews WHERE tag = %s AND created_at >= %s",
+                             (write_tag(options), _started["db_now"])).fetchone()[0]
+    return [{"name": "lost_writes", "value": acknowledged - found, "expected": "== 0",
+             "passed": acknowledged == found,
+             "detail": f"{acknowledged} reviews acknowledged, {found} found in PostgreSQL"}]
+
+
+@loadgen.invariant
+def read_your_write(environment) -> list[dict]:
+    """After a price change through the variant, a read through the same variant shows the new price."""
+    options = environment.parsed_options
+    if options.variant == "noop" or options.scenario != "ycsb":
+        return []
+    stale, rng = 0, random.Random(7)
+    base = f"{environment.host}/{options.variant}/products"
+    with requests.Session() as session:
+        for product in range(1, STALE_PROBES + 1):
+            session.get(f"{base}/{product}", timeout=10).raise_for_status()  # make sure it is cached first
+            price = rng.randrange(100, 100_000)
+            session.put(f"{base}/{product}/price", json={"price_cents": price}, timeout=10).raise_for_status()
+            stale += session.get(f"{base}/{product}", timeout=10).json()["price_cents"] != price
+    return [{"name": "stale_reads", "value": stale, "expected": "== 0", "passed": stale == 0,
+             "detail": f"{stale} of {STALE_PROBES} reads right after a write returned the old price"}]

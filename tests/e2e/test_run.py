@@ -1,0 +1,83 @@
+"""A short real `harness run` through the console script, then every dashboard panel against Prometheus."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from grafana import panel_queries
+
+from harness.modules import get_module
+from harness.settings import get_settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def short_run(stack, tmp_path_factory):
+    results_dir = tmp_path_factory.mktemp("results")
+    command = [sys.executable, "-m", "harness.cli", "run", "scaling_reads", "--duration", "4", "--warmup", "1",
+               "--repeat", "1", "--users", "8", "--no-fail"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HARNESS_RESULTS_DIR": str(results_dir)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (results_dir / "scaling_reads").iterdir()
+    return json.loads((run_dir / "run.json").read_text()), run_dir, done.stdout
+
+
+def test_run_writes_complete_results(short_run):
+    run, run_dir, stdout = short_run
+    workload = get_module("scaling_reads").workload()
+    expected = [(s, v) for s, cfg in workload.SCENARIOS.items() for v in cfg["variants"]]
+    assert [(p["scenario"], p["variant"]) for p in run["phases"]] == expected
+    for phase in run["phases"]:
+        assert phase["requests"] > 0 and phase["rps"] > 0
+        assert phase["measured_start"] > phase["start"] and phase["end"] > phase["measured_start"]
+        assert phase["latency_ms"]["p50"] > 0 and phase["timeline"]
+        assert (run_dir / f"{phase['csv_prefix']}_stats.csv").exists()
+        assert phase["server"]["server_requests"] > 0 and phase["server"]["cpu_ms_per_request"] > 0
+    ycsb = run["summary"]["ycsb"]
+    assert ycsb["direct"]["db_queries_per_read"] == pytest.approx(1.0, abs=0.05)
+    assert 0 < ycsb["cache_aside"]["hit_ratio"] < 1
+    assert run["summary"]["stampede"]["cache_aside"]["db_queries_per_expiry"] > 0
+    assert {c["id"] for c in run["claims"]} == {c.id for c in workload.CLAIMS}
+    assert all(c["status"] in ("pass", "fail") and c["measured"] is not None for c in run["claims"])
+    assert {(i["name"], i["variant"]) for i in run["invariants"]} >= {("lost_writes", "direct"),
+                                                                     ("stale_reads", "cache_aside")}
+    assert all(i["passed"] for i in run["invariants"])
+    env = run["environment"]
+    assert env["cpu_count"] and env["locust"] and env["postgres"] and env["redis"] and env["prometheus"]
+    for name in ("report.md", "report.html", "plots/latency_percentiles.png", "plots/throughput.png"):
+        assert (run_dir / name).stat().st_size > 0
+    assert "cache_throughput" in stdout and ("PASSED" in stdout or "FAILED" in stdout)
+
+
+def test_report_and_compare_rerender(short_run):
+    run, run_dir, _ = short_run
+    (run_dir / "report.md").unlink()
+    env = {**os.environ, "HARNESS_RESULTS_DIR": str(run_dir.parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run_dir)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run["run_id"] in (run_dir / "report.md").read_text()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", run["run_id"], "latest"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "cache_aside" in done.stdout
+
+
+@pytest.mark.parametrize("dashboard", sorted(Path(__file__).parents[2].glob("dashboards/*.json")),
+                         ids=lambda p: p.stem)
+def test_every_dashboard_panel_returns_data(short_run, dashboard):
+    run, _, _ = short_run
+    start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 2
+    empty = []
+    for title, expr in panel_queries(dashboard, rate_interval="5s"):
+        body = requests.get(f"{get_settings().prometheus_url}/api/v1/query_range", timeout=30,
+                            params={"query": expr, "start": start, "end": end, "step": "1s"}).json()
+        assert body["status"] == "success", (title, expr, body)
+        if not any(series["values"] for series in body["data"]["result"]):
+            empty.append(f"{title}: {expr}")
+    assert not empty, "panels without data after a run:\n" + "\n".join(empty)

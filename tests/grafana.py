@@ -1,0 +1,82 @@
+"""Read the PromQL out of a Grafana dashboard JSON, ready to send to Prometheus.
+
+Used by the config-file unit tests (every query parses) and by the tests that check every panel
+returns data after a run. No test functions here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+# $__rate_interval, ${__rate_interval}, $__interval_ms, ${__range_s}, ...
+_GRAFANA_VARIABLE = re.compile(r"\$(?:\{(__\w+)\}|(__\w+))")
+# Any other $name, ${name} or [[name]]: a dashboard template variable, which cannot be resolved here
+# (label_replace's $1 and ${1} are not variables).
+_TEMPLATE_VARIABLE = re.compile(r"\$(?:\{[A-Za-z_]\w*(?::\w+)?\}|\[\[[A-Za-z_]\w*\]\]|[A-Za-z_]\w*)")
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a Prometheus duration such as "1m", "90s" or "1h30m"."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def iter_panels(panels: list[dict]) -> Iterator[dict]:
+    """Every panel, including the ones nested in (collapsed) rows."""
+    for panel in panels:
+        yield panel
+        yield from iter_panels(panel.get("panels") or [])
+
+
+def substitute(expr: str, *, rate_interval: str, interval: str, range_: str) -> str:
+    values = {
+        "__rate_interval": rate_interval,
+        "__interval": interval,
+        "__range": range_,
+        "__interval_ms": f"{duration_seconds(interval) * 1000:g}",
+        "__range_ms": f"{duration_seconds(range_) * 1000:g}",
+        "__range_s": f"{duration_seconds(range_):g}",
+    }
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            raise ValueError(f"unsupported Grafana variable ${name} in {expr!r}")
+        return values[name]
+
+    substituted = _GRAFANA_VARIABLE.sub(replace, expr)
+    leftover = _TEMPLATE_VARIABLE.search(substituted)
+    if leftover:
+        raise ValueError(f"dashboard template variable {leftover.group(0)} cannot be resolved in {expr!r}")
+    return substituted
+
+
+def panel_queries(
+    dashboard_path: str | Path,
+    rate_interval: str = "1m",
+    *,
+    interval: str | None = None,
+    range_: str = "15m",
+) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel, Grafana's variables substituted.
+
+    `$__rate_interval` becomes `rate_interval`, `$__interval` becomes `interval` (default: the same),
+    `$__range` becomes `range_` (default: the dashboard's default time range, 15 minutes).
+    """
+    dashboard = json.loads(Path(dashboard_path).read_text())
+    interval = interval or rate_interval
+    queries = []
+    for panel in iter_panels(dashboard.get("panels", [])):
+        for target in panel.get("targets") or []:
+            expr = target.get("expr")
+            if expr:
+                sub = substitute(expr, rate_interval=rate_interval, interval=interval, range_=range_)
+                queries.append((panel.get("title", ""), sub))
+    return queries

@@ -1,0 +1,59 @@
+"""The CLI's answers to bad input, and the module data it lists; no services needed."""
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+from harness.modules import get_module
+from harness.run import PlanError, make_plan
+
+
+def harness(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_unknown_module_and_variant_are_clear_errors(capsys):
+    assert main(["run", "scaling_writes"]) == 2
+    assert "unknown module 'scaling_writes'; known modules: scaling_reads" in capsys.readouterr().out
+    assert main(["run", "scaling_reads", "--variants", "direct", "memcached"]) == 2
+    out = capsys.readouterr().out
+    assert "unknown variant memcached" in out and "cache_aside" in out
+
+
+def test_plan_validation():
+    module = get_module("scaling_reads")
+    with pytest.raises(PlanError, match="users must be at least 1"):
+        make_plan(module, users=0)
+    with pytest.raises(PlanError, match="unknown scenario"):
+        make_plan(module, scenarios=["soak"])
+    with pytest.raises(PlanError, match="no phase to run"):
+        make_plan(module, variants=["direct"], scenarios=["stampede"])
+    plan = make_plan(module, variants=["direct", "cache_aside"], repeat=2)
+    ycsb = [(p.variant, p.repetition) for p in plan.phases() if p.scenario == "ycsb"]
+    assert ycsb == [("direct", 1), ("cache_aside", 1), ("direct", 2), ("cache_aside", 2)]  # interleaved
+    assert [p.index for p in plan.phases()] == list(range(1, len(plan.phases()) + 1))
+
+
+def test_bad_env_setting_names_the_variable():
+    done = harness("status", env={"HARNESS_PG_PORT": "not-a-port"})
+    assert done.returncode == 2
+    assert "HARNESS_PG_PORT" in done.stdout
+    done = harness("status", env={"HARNESS_BIND": "0.0.0.0"})
+    assert done.returncode == 2 and "loopback" in done.stdout
+
+
+def test_unknown_run_reference(tmp_path):
+    done = harness("report", "nope", env={"HARNESS_RESULTS_DIR": str(tmp_path)})
+    assert done.returncode == 2 and "no run 'nope'" in done.stdout
+
+
+def test_list_shows_variants_scenarios_and_claims(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for text in ("cache_aside_singleflight", "scenario stampede", "cache_aside rps >= 2 x direct rps"):
+        assert text in out

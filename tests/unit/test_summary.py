@@ -1,0 +1,61 @@
+import pytest
+
+from harness.loadgen.recorder import ExactRecorder, encode, new_histogram
+from harness.prom import ratio, with_labels
+from harness.summary import invariant_rows, summarize_run, timeline
+
+
+def phase(index, variant, rps, p95, inv=0, scenario="ycsb", hit=None):
+    return {"index": index, "scenario": scenario, "variant": variant, "requests": int(rps * 10), "failures": 1,
+            "rps": rps, "latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95 * 2, "p999": None, "max": p95 * 3},
+            "server": {"hit_ratio": hit}, "load_cpu_us_per_request": 100.0,
+            "invariants": [{"name": "lost_writes", "value": inv, "expected": "== 0", "passed": inv == 0,
+                            "detail": f"{inv} lost"}]}
+
+
+def hdr(*values_ms):
+    h = new_histogram()
+    for v in values_ms:
+        h.record_value(int(v * 1000))
+    return encode(h)
+
+
+def test_medians_over_repetitions_and_summed_invariants():
+    phases = [phase(1, "a", 100, 10), phase(2, "b", 300, 2, hit=0.9), phase(3, "a", 200, 30, inv=2),
+              phase(4, "b", 500, 4, hit=0.7), phase(5, "a", 150, 20)]
+    hists = {p["index"]: hdr(p["latency_ms"]["p95"]) for p in phases}
+    s = summarize_run(phases, hists)["ycsb"]
+    assert list(s) == ["a", "b"]
+    assert s["a"]["rps"] == 150 and s["a"]["p95_ms"] == 20 and s["a"]["repetitions"] == 3
+    assert s["b"]["rps"] == 400 and s["b"]["hit_ratio"] == pytest.approx(0.8)
+    assert s["a"]["hit_ratio"] is None and s["a"]["p999_ms"] is None
+    assert s["a"]["lost_writes"] == 2 and s["b"]["lost_writes"] == 0
+    assert s["a"]["failures"] == 3 and s["a"]["failure_ratio"] == pytest.approx(3 / 4500)
+    assert s["a"]["merged"]["max"] == pytest.approx(30, rel=0.01)  # merged histogram, not a median
+    rows = invariant_rows(phases)
+    row_a = next(r for r in rows if r["variant"] == "a")
+    assert row_a["value"] == 2 and row_a["passed"] is False and "2 lost" in row_a["detail"]
+
+
+def test_failed_phase_is_left_out():
+    phases = [phase(1, "a", 100, 10), {**phase(2, "a", 999, 999), "error": "boom"}]
+    assert summarize_run(phases, {})["ycsb"]["a"]["rps"] == 100
+
+
+def test_timeline_reads_the_aggregated_rows(tmp_path):
+    csv = tmp_path / "h.csv"
+    csv.write_text('Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%\n'
+                   '1001,4,GET,GET /x,10.0,0,5,9\n'
+                   '1001,4,,Aggregated,12.5,0,5,N/A\n'
+                   '1002,4,,Aggregated,20.0,0,5,11\n')
+    assert timeline(csv, 1000.0) == [[1.0, 12.5, None], [2.0, 20.0, 11.0]]
+    assert timeline(tmp_path / "missing.csv", 0) == []
+
+
+def test_prometheus_selector_helpers():
+    assert with_labels("m", variant="a") == 'm{variant="a"}'
+    assert with_labels('m{kind="read"}', module="x") == 'm{kind="read",module="x"}'
+    with pytest.raises(ValueError):
+        with_labels("rate(m[1m])", a="b")
+    assert ratio(1, 4) == 0.25 and ratio(1, 0) is None and ratio(None, 3) is None
+    assert ExactRecorder().results()["requests"]["Aggregated"]["count"] == 0
