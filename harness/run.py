@@ -97,7 +97,8 @@ def make_plan(module: Module, variants: list[str] | None = None, scenarios: list
     for name, low in (("users", 1), ("duration_s", 1), ("repeat", 1), ("warmup_s", 0)):
         if name in options and options[name] < low:
             raise PlanError(f"{name.removesuffix('_s')} must be at least {low}, got {options[name]}")
-    plan = Plan(module, list(variants or known_variants), list(scenarios or known_scenarios), **options)
+    default_variants = getattr(workload, "DEFAULT_VARIANTS", known_variants)
+    plan = Plan(module, list(variants or default_variants), list(scenarios or known_scenarios), **options)
     if not plan.phases():
         raise PlanError(f"no phase to run: scenarios {plan.scenarios} have none of the variants {plan.variants}")
     return plan
@@ -188,7 +189,7 @@ def phase_record(plan: Plan, spec: PhaseSpec, exact: dict, server: dict, run_dir
         **asdict(spec), "start": exact["start"], "measured_start": exact["measured_start"], "end": exact["end"],
         "csv_prefix": f"phases/{spec.slug}", "requests": count, "failures": failures, "rps": rps,
         "latency_ms": summary.phase_latency(exact, getattr(plan.module.workload(), "LATENCY_OF", None)),
-        "timeline": summary.timeline(run_dir / "phases" / f"{spec.slug}_stats_history.csv", exact["start"]),
+        "timeline": summary.timeline(exact),
         "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
         "invariants": exact.get("invariants", []),
     }

@@ -7,9 +7,7 @@ spectrum comes from the histograms of all its repetitions added together.
 
 from __future__ import annotations
 
-import csv
 import statistics
-from pathlib import Path
 
 from harness.loadgen.recorder import AGGREGATE, decode, merge, spectrum, summarize
 
@@ -28,19 +26,10 @@ def phase_counts(exact: dict) -> tuple[int, int, float | None]:
     return count, failures, (count / window if window > 0 else None)
 
 
-def timeline(history_csv: Path, phase_start: float) -> list[list[float | None]]:
-    """[seconds since phase start, requests/s, p95 ms] from Locust's per-second history CSV."""
-    if not history_csv.exists():
-        return []
-    rows = []
-    with history_csv.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("Name") != "Aggregated":
-                continue
-            p95 = row.get("95%", "N/A")
-            rows.append([round(float(row["Timestamp"]) - phase_start, 3), float(row["Requests/s"]),
-                         None if p95 in ("N/A", "") else float(p95)])
-    return rows
+def timeline(exact: dict) -> list[list[float]]:
+    """[seconds since phase start, requests completed in that second], warm-up included."""
+    start = exact["start"]
+    return [[int(second) - int(start), count] for second, count in exact.get("completions_per_second", {}).items()]
 
 
 def median(values) -> float | None:

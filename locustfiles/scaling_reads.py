@@ -37,6 +37,8 @@ VARIANTS = {
     "noop": "no I/O at all: the floor, showing what the pattern's own code costs",
 }
 CACHED = ("cache_aside", "cache_aside_singleflight")
+# What `harness run scaling_reads` compares unless told otherwise; noop is the floor, on request.
+DEFAULT_VARIANTS = ["direct", *CACHED]
 SCENARIOS = {
     "ycsb": {"variants": list(VARIANTS)},
     "stampede": {"variants": list(CACHED), "users": 32, "duration_s": 10, "warmup_s": 2},
@@ -51,21 +53,31 @@ SERVER_RATIOS = {
     "db_queries_per_expiry": ('harness_db_queries_total{kind="read"}',
                               'harness_cache_invalidations_total{reason="expire"}'),
 }
+# Thresholds hold with margin on a shared 2-core machine where the load generator, the target,
+# PostgreSQL and Redis compete for the same cores (see README for the runs they were set from).
 CLAIMS = [
     Claim("cache_throughput", "A cache in front of the database multiplies read throughput.",
-          "rps", "cache_aside", ">=", 2.0, baseline="direct", scenario="ycsb"),
-    Claim("cache_p95", "Cache-aside cuts read latency: p95 well below the database's.",
-          "p95_ms", "cache_aside", "<=", 0.5, baseline="direct", scenario="ycsb"),
-    Claim("cache_p99", "Cache-aside cuts tail latency too: p99 well below the database's.",
-          "p99_ms", "cache_aside", "<=", 0.5, baseline="direct", scenario="ycsb"),
-    Claim("hit_ratio", "With skewed (zipfian) popularity, a small cache serves most reads.",
-          "hit_ratio", "cache_aside", ">=", 0.8, scenario="ycsb"),
+          "rps", "cache_aside", ">=", 1.5, baseline="direct", scenario="ycsb"),
+    Claim("cache_p50", "Cache-aside cuts read latency: the median read is far faster.",
+          "p50_ms", "cache_aside", "<=", 0.6, baseline="direct", scenario="ycsb"),
+    Claim("cache_p95", "Cache-aside cuts read latency at p95 too.",
+          "p95_ms", "cache_aside", "<=", 0.75, baseline="direct", scenario="ycsb"),
+    Claim("cache_p99", "The tail improves least: misses still pay the database's price, so p99 drops "
+          "less than the median.",
+          "p99_ms", "cache_aside", "<=", 0.9, baseline="direct", scenario="ycsb"),
+    Claim("hit_ratio", "With zipfian popularity, a cache starting cold serves most reads within half a minute.",
+          "hit_ratio", "cache_aside", ">=", 0.5, scenario="ycsb"),
     Claim("db_offload", "The cache takes most reads off the database.",
-          "db_queries_per_read", "cache_aside", "<=", 0.2, scenario="ycsb"),
+          "db_queries_per_read", "cache_aside", "<=", 0.5, scenario="ycsb"),
     Claim("stampede", "Without stampede protection an expiring hot key sends a burst of identical queries "
           "to the database; single-flight sends one.",
-          "db_queries_per_expiry", "cache_aside_singleflight", "<=", 0.5, baseline="cache_aside",
+          "db_queries_per_expiry", "cache_aside_singleflight", "<=", 0.25, baseline="cache_aside",
           scenario="stampede"),
+    Claim("stampede_one_query", "Single-flight recomputes an expired key once.",
+          "db_queries_per_expiry", "cache_aside_singleflight", "<=", 1.5, scenario="stampede"),
+    Claim("stampede_tail", "A stampede shows in the tail latency of every reader of the hot key; "
+          "single-flight keeps it short.",
+          "p99_ms", "cache_aside_singleflight", "<=", 0.5, baseline="cache_aside", scenario="stampede"),
     Claim("stale_reads", "Invalidating on write means a read after the write sees it.",
           "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
     Claim("stale_reads_singleflight", "Single-flight keeps read-your-write after invalidation.",

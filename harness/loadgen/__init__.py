@@ -10,6 +10,10 @@ __all__ = ["Plugin", "ProfileShape", "invariant", "setup", "tally"]
 
 
 def __getattr__(name: str):
+    if name == "ProfileShape":
+        from harness.loadgen.shape import ProfileShape
+
+        return ProfileShape
     if name in __all__:
         from harness.loadgen import plugin
 

@@ -65,15 +65,18 @@ class ExactRecorder:
         self.histograms: dict[str, HdrHistogram] = {}
         self.failures: Counter[str] = Counter()
         self.tallies: Counter[str] = Counter()
+        self.completions: Counter[int] = Counter()  # per wall-clock second, warm-up included
         self.measured_start = float("inf")
 
     def reset(self, measured_start: float) -> None:
         self.histograms.clear()
         self.failures.clear()
         self.tallies.clear()
+        self.completions.clear()
         self.measured_start = measured_start
 
     def record(self, name: str, response_time_ms: float, start_time: float, failed: bool) -> None:
+        self.completions[int(start_time + response_time_ms / 1000)] += 1
         if start_time < self.measured_start:
             return
         histogram = self.histograms.get(name)
@@ -86,10 +89,12 @@ class ExactRecorder:
     def take_delta(self) -> dict:
         """What a worker sends in one report; its local state starts over after."""
         delta = {"histograms": {n: encode(h) for n, h in self.histograms.items()},
-                 "failures": dict(self.failures), "tallies": dict(self.tallies)}
+                 "failures": dict(self.failures), "tallies": dict(self.tallies),
+                 "completions": dict(self.completions)}
         self.histograms.clear()
         self.failures.clear()
         self.tallies.clear()
+        self.completions.clear()
         return delta
 
     def add_delta(self, delta: dict) -> None:
@@ -97,6 +102,7 @@ class ExactRecorder:
             self.histograms.setdefault(name, new_histogram()).add(decode(encoded))
         self.failures.update(delta.get("failures", {}))
         self.tallies.update(delta.get("tallies", {}))
+        self.completions.update({int(k): v for k, v in delta.get("completions", {}).items()})
 
     def aggregate(self) -> HdrHistogram:
         return merge(self.histograms.values())
@@ -106,4 +112,5 @@ class ExactRecorder:
                     for name, h in sorted(self.histograms.items())}
         total = self.aggregate()
         per_name[AGGREGATE] = {**summarize(total), "failures": sum(self.failures.values()), "hdr": encode(total)}
-        return {"requests": per_name, "tallies": dict(self.tallies)}
+        return {"requests": per_name, "tallies": dict(self.tallies),
+                "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())}}

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def short_run(stack, tmp_path_factory):
     results_dir = tmp_path_factory.mktemp("results")
-    command = [sys.executable, "-m", "harness.cli", "run", "scaling_reads", "--duration", "4", "--warmup", "1",
-               "--repeat", "1", "--users", "8", "--no-fail"]
+    command = [sys.executable, "-m", "harness.cli", "run", "scaling_reads", "--duration", "4",
+               "--warmup", "1", "--repeat", "1", "--users", "8", "--no-fail",
+               "--variants", "direct", "cache_aside", "cache_aside_singleflight", "noop"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HARNESS_RESULTS_DIR": str(results_dir)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -41,6 +41,7 @@ def test_worker_deltas_merge_to_the_same_histogram():
     assert b["failures"] == a["failures"] == 40
     assert (b["p50"], b["p99"], b["max"]) == (a["p50"], a["p99"], a["max"])
     assert master.tallies["acks"] == 6
+    assert master.completions == single.completions
     assert decode(b["hdr"]).get_total_count() == 2000
 
 

@@ -42,14 +42,14 @@ def test_failed_phase_is_left_out():
     assert summarize_run(phases, {})["ycsb"]["a"]["rps"] == 100
 
 
-def test_timeline_reads_the_aggregated_rows(tmp_path):
-    csv = tmp_path / "h.csv"
-    csv.write_text('Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%\n'
-                   '1001,4,GET,GET /x,10.0,0,5,9\n'
-                   '1001,4,,Aggregated,12.5,0,5,N/A\n'
-                   '1002,4,,Aggregated,20.0,0,5,11\n')
-    assert timeline(csv, 1000.0) == [[1.0, 12.5, None], [2.0, 20.0, 11.0]]
-    assert timeline(tmp_path / "missing.csv", 0) == []
+def test_timeline_counts_completions_per_second():
+    r = ExactRecorder()
+    r.reset(measured_start=1002.0)
+    for start, ms in ((1000.2, 100), (1000.5, 600), (1001.0, 10), (1003.9, 50)):
+        r.record("GET /x", ms, start, failed=False)
+    exact = {"start": 1000.1, **r.results()}
+    assert timeline(exact) == [[0, 1], [1, 2], [3, 1]]  # warm-up seconds too, for the plot
+    assert exact["requests"]["GET /x"]["count"] == 1
 
 
 def test_prometheus_selector_helpers():
