@@ -97,9 +97,24 @@ def _options(parser) -> None:
                        help="share of operations that write (0..1)")
     group.add_argument("--zipf-constant", type=float, default=0.99, env_var="LOCUST_ZIPF_CONSTANT",
                        help="skew of key popularity, YCSB's constant (0 < c < 1)")
+    group.add_argument("--key-space", type=int, default=0, env_var="LOCUST_KEY_SPACE",
+                       help="draw keys from the N most popular products only (default: the whole catalogue)")
 
 
-_keys: dict[float, Zipfian] = {}
+@events.init.add_listener
+def _check_options(environment, **_) -> None:
+    options, products = environment.parsed_options, get_settings().products
+    problems = [text for bad, text in (
+        (not 0 <= options.write_ratio <= 1, f"--write-ratio must be between 0 and 1, got {options.write_ratio}"),
+        (not 0 < options.zipf_constant < 1, f"--zipf-constant must be in (0, 1), got {options.zipf_constant}"),
+        (not 0 <= options.key_space <= products,
+         f"--key-space must be between 0 and {products} (the catalogue), got {options.key_space}"),
+    ) if bad]
+    if problems:
+        raise SystemExit("; ".join(problems))
+
+
+_keys: dict[tuple[int, float], Zipfian] = {}
 
 
 def write_tag(options) -> str:
@@ -111,12 +126,11 @@ class Shopper(FastHttpUser):
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
-        if not 0 <= options.write_ratio <= 1:
-            raise ValueError(f"--write-ratio must be between 0 and 1, got {options.write_ratio}")
         self.prefix, self.options = f"/{options.variant}", options
-        if options.zipf_constant not in _keys:  # zeta over the catalogue is computed once per process
-            _keys[options.zipf_constant] = Zipfian(get_settings().products, options.zipf_constant)
-        self.keys, self.rng = _keys[options.zipf_constant], random.Random()
+        space = (options.key_space or get_settings().products, options.zipf_constant)
+        if space not in _keys:  # zeta over the key space is computed once per process
+            _keys[space] = Zipfian(*space)
+        self.keys, self.rng = _keys[space], random.Random()
 
     @task
     def operate(self) -> None:

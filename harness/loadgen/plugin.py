@@ -1,11 +1,11 @@
 """The harness plugin for Locust, wired through Locust's events.
 
 A locustfile calls `setup(module, variants, scenarios)` once at import. That adds the options
-`--variant`, `--scenario`, `--warmup`, `--results-file`, `--run-id`, `--phase` and
-`--no-stack`, and reads Locust's own `--profile` as the load shape (default steady); records exact latencies (HdrHistogram) after the warm-up; exports load-side
-Prometheus metrics; starts the embedded stack when the target does not answer (and stops what it
-started on quit); runs the module's invariant checks when the test stops; and writes one JSON
-results file that `harness run` reads.
+`--variant`, `--scenario`, `--warmup`, `--results-file`, `--run-id`, `--phase` and `--no-stack`,
+and reads Locust's own `--profile` as the load shape (default steady); records exact latencies
+(HdrHistogram) after the warm-up; exports load-side Prometheus metrics; starts the embedded stack
+when the target does not answer (and stops what it started on quit); runs the module's invariant
+checks when the test stops; and writes one JSON results file that `harness run` reads.
 """
 
 from __future__ import annotations
