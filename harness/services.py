@@ -7,6 +7,7 @@ Adding a service (a Kafka-API broker, an S3 store) is one more entry in `SERVICE
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,6 +293,31 @@ def as_service_user(command: list[str]) -> list[str]:
     if user is None:
         return command
     return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", *command]
+
+
+def data_dir_for(service: Service, state_dir: Path) -> Path:
+    """`state_dir/<name>`, unless the service runs as another user who cannot reach it (a clone
+    under a private home or a 0700 temp dir): then a private folder under the system temp dir."""
+    default = state_dir / service.name
+    user = _service_user() if service.needs_unprivileged_user else None
+    if user is None or _reachable(default.parent, user):
+        return default
+    digest = hashlib.sha1(str(default.resolve()).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"pattern-harness-{digest}"
+    fallback.mkdir(mode=0o755, exist_ok=True)
+    return fallback / service.name
+
+
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` may traverse every directory down to `path` (those that exist)."""
+    for directory in [path, *path.parents]:
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            continue
+        if not (st.st_mode & 0o001 or (st.st_uid == user.pw_uid and st.st_mode & 0o100)):
+            return False
+    return True
 
 
 def _hand_to_service_user(path: Path) -> None:

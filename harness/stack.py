@@ -21,6 +21,7 @@ from harness.services import (
     Service,
     StackError,
     as_service_user,
+    data_dir_for,
     find_binary,
     prometheus_config,
     services_for,
@@ -89,7 +90,7 @@ class Stack:
         return started
 
     def _start(self, service: Service) -> None:
-        data_dir = self.settings.state_dir / service.name
+        data_dir = data_dir_for(service, self.settings.state_dir)
         service.prepare(self.settings, data_dir)
         command = service.command(self.settings, data_dir)
         if service.needs_unprivileged_user:

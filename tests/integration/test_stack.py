@@ -42,3 +42,19 @@ def test_down_stops_exactly_its_own_processes(tmp_path):
 def test_missing_binary_says_how_to_install():
     with pytest.raises(StackError, match="not-a-server not found: apt-get install it"):
         find_binary("not-a-server", hint="apt-get install it")
+
+
+def test_postgres_data_dir_is_reachable_by_the_user_it_runs_as(tmp_path):
+    """A clone under a private (0700) directory must still start PostgreSQL when run as root."""
+    from harness import services
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    data_dir = services.data_dir_for(services.SERVICES["postgres"], private / ".harness")
+    user = services._service_user()
+    if user is None:  # not root: PostgreSQL runs as us and the state dir is used as it is
+        assert data_dir == private / ".harness" / "postgres"
+    else:
+        assert data_dir.parent != private / ".harness"
+        assert services._reachable(data_dir.parent, user)
+    assert services.data_dir_for(services.SERVICES["redis"], private / ".harness") == private / ".harness" / "redis"
