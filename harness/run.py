@@ -80,6 +80,7 @@ class Plan:
         return {"variants": self.variants, "scenarios": self.scenarios, "profile": self.profile,
                 "model": "closed", "users": self.users, "duration_s": self.duration_s,
                 "warmup_s": self.warmup_s, "repeat": self.repeat, "host": self.module.url,
+                "latency_of": getattr(self.module.workload(), "LATENCY_OF", None) or "Aggregated",
                 "locust_args": self.locust_args}
 
 

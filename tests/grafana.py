@@ -65,7 +65,8 @@ def panel_queries(
     interval: str | None = None,
     range_: str = "15m",
 ) -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of every panel, Grafana's variables substituted.
+    """(panel title, PromQL) for every target of every panel and every Prometheus annotation,
+    Grafana's variables substituted.
 
     `$__rate_interval` becomes `rate_interval`, `$__interval` becomes `interval` (default: the same),
     `$__range` becomes `range_` (default: the dashboard's default time range, 15 minutes).
@@ -79,4 +80,8 @@ def panel_queries(
             if expr:
                 sub = substitute(expr, rate_interval=rate_interval, interval=interval, range_=range_)
                 queries.append((panel.get("title", ""), sub))
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if annotation.get("expr"):  # Prometheus-backed annotations, such as the phase markers
+            sub = substitute(annotation["expr"], rate_interval=rate_interval, interval=interval, range_=range_)
+            queries.append((f"annotation: {annotation.get('name', '')}", sub))
     return queries

@@ -80,10 +80,12 @@ class Plugin:
         module = get_module(self.module)
         if not environment.host:
             environment.host = module.url
+        settings = get_settings()
+        # Workers fire the request events, so each serves its own exporter (one per container in
+        # compose, where Prometheus finds every worker replica); the master exports the user count.
+        exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port)
         if isinstance(environment.runner, WorkerRunner):
             return
-        settings = get_settings()
-        exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port)
         exporter.USERS.labels(self.module, self.options.variant).set_function(
             lambda: environment.runner.user_count if environment.runner else 0)
         if not self.options.no_stack:
