@@ -128,8 +128,8 @@ class Stack:
             exited = process.poll() if process else (None if _alive(entry["pid"], entry["ticks"]) else -1)
             if exited is not None:
                 raise StackError(
-                    f"{service.name} exited ({exited}) while starting; last lines of "
-                    f"{entry['log']}:\n{_tail(entry['log'])}"
+                    f"{service.name} exited ({exited}) while starting; is port {entry['port']} taken by "
+                    f"another program?{_port_hint(service.name)} Last lines of {entry['log']}:\n{_tail(entry['log'])}"
                 )
             time.sleep(0.25)
         raise StackError(
@@ -185,6 +185,13 @@ def _terminate(pid: int, sig: int, timeout_s: float = 20.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+PORT_SETTINGS = {"postgres": "HARNESS_PG_PORT", "redis": "HARNESS_REDIS_PORT", "prometheus": "HARNESS_PROMETHEUS_PORT"}
+
+
+def _port_hint(name: str) -> str:
+    return f" {PORT_SETTINGS[name]} moves it." if name in PORT_SETTINGS else ""
 
 
 def _tail(path: str, lines: int = 20) -> str:

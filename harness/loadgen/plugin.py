@@ -57,7 +57,8 @@ class Plugin:
 
     # --- options -----------------------------------------------------------------------------
     def add_options(self, parser) -> None:
-        group = parser.add_argument_group("pattern-harness")
+        group = parser.add_argument_group(
+            "pattern-harness", "Locust's own --profile picks the load shape: smoke, steady (default), step or spike")
         group.add_argument("--variant", choices=self.variants, default=self.variants[0],
                            env_var="LOCUST_VARIANT", help="which variant of the pattern to load")
         group.add_argument("--scenario", choices=self.scenarios, default=self.scenarios[0],
