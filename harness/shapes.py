@@ -54,3 +54,23 @@ def plan(profile: str, elapsed: float, users: int, duration: float | None, spawn
     if users < 1:
         raise ValueError(f"users must be at least 1, got {users}")
     return PROFILES[profile](elapsed, users, duration or DEFAULT_DURATION_S[profile], spawn_rate or users)
+
+
+def rate_fraction(profile: str, elapsed: float, duration: float | None) -> float | None:
+    """The open model's share of its peak arrival rate now (the user pool stays the same size).
+
+    steady and smoke hold the peak, step rises in five equal steps, spike runs at a quarter of the
+    peak except from 30% to 50% of the duration; None when the test is over.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    duration = duration or DEFAULT_DURATION_S[profile]
+    if profile == "smoke":
+        duration = min(duration, 20.0)
+    if elapsed >= duration:
+        return None
+    if profile == "step":
+        return (min(STEPS - 1, int(elapsed / (duration / STEPS))) + 1) / STEPS
+    if profile == "spike":
+        return 1.0 if 0.3 <= elapsed / duration < 0.5 else 0.25
+    return 1.0

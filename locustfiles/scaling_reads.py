@@ -121,8 +121,9 @@ def write_tag(options) -> str:
     return f"{options.run_id or 'manual'}:{options.phase}"
 
 
-class Shopper(FastHttpUser):
-    """A closed-model user with no think time: together the users find the maximum throughput."""
+class Shopper(loadgen.Paced, FastHttpUser):
+    """Closed model (default): no think time, so together the users find the maximum throughput.
+    Open model (--rate R): R arrivals per second, each served by a free user."""
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
@@ -131,6 +132,7 @@ class Shopper(FastHttpUser):
         if space not in _keys:  # zeta over the key space is computed once per process
             _keys[space] = Zipfian(*space)
         self.keys, self.rng = _keys[space], random.Random()
+        super().on_start()
 
     @task
     def operate(self) -> None:

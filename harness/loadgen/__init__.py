@@ -6,7 +6,7 @@ without it and the Locust-facing names load on first use.
 
 from __future__ import annotations
 
-__all__ = ["Plugin", "ProfileShape", "invariant", "setup", "tally"]
+__all__ = ["Paced", "Plugin", "ProfileShape", "invariant", "setup", "tally"]
 
 
 def __getattr__(name: str):

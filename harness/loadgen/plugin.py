@@ -24,10 +24,11 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.loadgen import exporter
+from harness.loadgen.arrivals import Arrivals
 from harness.loadgen.recorder import AGGREGATE, ExactRecorder
 from harness.modules import get_module
 from harness.settings import get_settings
-from harness.shapes import PROFILES
+from harness.shapes import PROFILES, rate_fraction
 
 log = logging.getLogger("harness")
 Invariant = Callable[[Environment], Iterable[dict]]
@@ -50,6 +51,8 @@ class Plugin:
         self.start = self.measured_start = self.end = 0.0
         self.cpu_at_measured_start = 0.0
         self.load_cpu_seconds = 0.0
+        self.arrivals: Arrivals | None = None
+        self.rate_share = 1.0
 
     @property
     def options(self):
@@ -68,6 +71,11 @@ class Plugin:
         group.add_argument("--results-file", default="", help="write exact results as JSON here on stop")
         group.add_argument("--run-id", default="", help="run id for the harness_phase metric")
         group.add_argument("--phase", type=int, default=0, help="phase index for the harness_phase metric")
+        group.add_argument("--rate", type=float, default=0.0, env_var="LOCUST_RATE",
+                           help="open model: arrivals per second across all workers, served by the -u users "
+                                "(0, the default: closed model)")
+        group.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed", env_var="LOCUST_ARRIVALS",
+                           help="open model: fixed spacing or Poisson arrivals")
         group.add_argument("--no-stack", action="store_true", default=False, env_var="LOCUST_NO_STACK",
                            help="never start the embedded stack, even when the target does not answer")
 
@@ -78,6 +86,10 @@ class Plugin:
         self.options.profile = self.options.profile or "steady"
         if self.options.profile not in PROFILES:
             raise SystemExit(f"--profile must be one of {', '.join(PROFILES)}, got {self.options.profile!r}")
+        if self.options.rate < 0:
+            raise SystemExit(f"--rate must be >= 0 arrivals/s (0 is the closed model), got {self.options.rate}")
+        if isinstance(environment.runner, WorkerRunner):
+            environment.runner.register_message("harness_rate_share", self._set_rate_share)
         module = get_module(self.module)
         if not environment.host:
             environment.host = module.url
@@ -118,19 +130,41 @@ class Plugin:
         self.measured_start = self.recorder.measured_start
         exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
                               str(self.options.phase)).set(1)
+        if isinstance(environment.runner, MasterRunner) and environment.runner.worker_count:
+            # Each worker serves an equal share of the rate; told before the users spawn.
+            share = 1.0 / environment.runner.worker_count
+            for client_id in environment.runner.clients:
+                environment.runner.send_message("harness_rate_share", share, client_id=client_id)
+        elif self.options.rate > 0:
+            self._start_arrivals()
         if not isinstance(environment.runner, WorkerRunner):
             gevent.spawn_later(self.options.warmup, self._end_warmup)
+
+    def _set_rate_share(self, environment: Environment, msg, **_) -> None:
+        self.rate_share = float(msg.data)
+
+    def _start_arrivals(self) -> None:
+        options, start = self.options, time.time()
+        self.arrivals = Arrivals(
+            options.rate * self.rate_share, options.arrivals == "poisson", self.recorder,
+            rate_fraction=lambda elapsed: rate_fraction(options.profile, elapsed, options.run_time),
+            on_drop=exporter.DROPPED.labels(self.module, options.variant).inc)
+        self.arrivals.start()
+        log.info("open model: %.1f arrivals/s (%s), %s users, started at %.3f", options.rate * self.rate_share,
+                 options.arrivals, options.num_users, start)
 
     def _end_warmup(self) -> None:
         self.environment.runner.stats.reset_all()
         self.cpu_at_measured_start = _cpu_seconds()
 
     def on_request(self, request_type: str, name: str, response_time: float, exception, start_time=None,
-                   **_) -> None:
+                   context=None, **_) -> None:
         failed = exception is not None
         start = start_time if start_time is not None else time.time() - response_time / 1000
-        self.recorder.record(name, response_time, start, failed)
-        exporter.observe(self.module, self.options.variant, name, request_type, response_time / 1000, failed)
+        intended = (context or {}).get("intended_start")
+        self.recorder.record(name, response_time, start, failed, intended)
+        latency_s = response_time / 1000 + (max(0.0, start - intended) if intended is not None else 0.0)
+        exporter.observe(self.module, self.options.variant, name, request_type, latency_s, failed)
 
     def on_report_to_master(self, client_id: str, data: dict) -> None:
         data["harness"] = self.recorder.take_delta()
@@ -140,6 +174,9 @@ class Plugin:
 
     def on_test_stop(self, environment: Environment, **_) -> None:
         self.end = time.time()
+        if self.arrivals is not None:
+            self.arrivals.stop()
+            self.arrivals = None
         exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
                               str(self.options.phase)).set(0)
         if isinstance(environment.runner, WorkerRunner):
@@ -162,6 +199,8 @@ class Plugin:
             "profile": self.options.profile, "host": self.environment.host,
             "start": self.start, "measured_start": self.measured_start, "end": self.end,
             "users": self.options.num_users, **exact,
+            "model": "open" if self.options.rate > 0 else "closed", "rate": self.options.rate or None,
+            "arrivals": exact["tallies"].get("arrivals"), "dropped": exact["tallies"].get("dropped_arrivals"),
             "load_cpu_seconds": self.load_cpu_seconds if local else None,
             "load_cpu_us_per_request": self.load_cpu_seconds / count * 1e6 if local and count else None,
             "invariants": invariants,
@@ -182,6 +221,28 @@ def _print_summary(results: dict, variant: str) -> None:
 
 
 _plugin: Plugin | None = None
+
+
+class Paced:
+    """Mixin for a locustfile's user class: with --rate, every task iteration waits for an arrival
+    and its requests are timed from that arrival's intended start; without it, no think time.
+
+    Put it first: `class Shopper(Paced, FastHttpUser)`, and call `super().on_start()` last.
+    """
+
+    _intended: float | None = None
+
+    def wait_time(self) -> float:
+        arrivals = _plugin.arrivals if _plugin is not None else None
+        if arrivals is not None:
+            self._intended = arrivals.take()
+        return 0.0
+
+    def on_start(self) -> None:
+        self.wait_time()  # the first iteration waits for an arrival too
+
+    def context(self) -> dict:
+        return {"intended_start": self._intended} if self._intended is not None else {}
 
 
 def setup(module: str, variants: Sequence[str], scenarios: Sequence[str] = ("default",)) -> Plugin:

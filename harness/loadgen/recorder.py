@@ -66,40 +66,51 @@ class ExactRecorder:
         self.failures: Counter[str] = Counter()
         self.tallies: Counter[str] = Counter()
         self.completions: Counter[int] = Counter()  # per wall-clock second, warm-up included
+        # Open model only: service time (from the actual send) per name, and the schedule lag.
+        self.service: dict[str, HdrHistogram] = {}
+        self.lag = new_histogram()
         self.measured_start = float("inf")
 
     def reset(self, measured_start: float) -> None:
-        self.histograms.clear()
-        self.failures.clear()
-        self.tallies.clear()
-        self.completions.clear()
+        for state in (self.histograms, self.failures, self.tallies, self.completions, self.service):
+            state.clear()
+        self.lag.reset()
         self.measured_start = measured_start
 
-    def record(self, name: str, response_time_ms: float, start_time: float, failed: bool) -> None:
+    def record(self, name: str, response_time_ms: float, start_time: float, failed: bool,
+               intended_start: float | None = None) -> None:
+        """Record one request; in the open model its latency counts from the arrival's intended start."""
         self.completions[int(start_time + response_time_ms / 1000)] += 1
-        if start_time < self.measured_start:
+        if (start_time if intended_start is None else intended_start) < self.measured_start:
             return
-        histogram = self.histograms.get(name)
-        if histogram is None:
-            histogram = self.histograms[name] = new_histogram()
-        histogram.record_value(min(HIGHEST_US, max(LOWEST_US, round(response_time_ms * 1000))))
+        latency_ms = response_time_ms
+        if intended_start is not None:
+            latency_ms += max(0.0, start_time - intended_start) * 1000
+            _record(self.service, name, response_time_ms)
+        _record(self.histograms, name, latency_ms)
         if failed:
             self.failures[name] += 1
+
+    def record_lag(self, intended_start: float, lag_s: float) -> None:
+        if intended_start >= self.measured_start:
+            self.lag.record_value(_clamp_us(lag_s * 1000))
 
     def take_delta(self) -> dict:
         """What a worker sends in one report; its local state starts over after."""
         delta = {"histograms": {n: encode(h) for n, h in self.histograms.items()},
+                 "service": {n: encode(h) for n, h in self.service.items()}, "lag": encode(self.lag),
                  "failures": dict(self.failures), "tallies": dict(self.tallies),
                  "completions": dict(self.completions)}
-        self.histograms.clear()
-        self.failures.clear()
-        self.tallies.clear()
-        self.completions.clear()
+        self.reset(self.measured_start)
         return delta
 
     def add_delta(self, delta: dict) -> None:
         for name, encoded in delta.get("histograms", {}).items():
             self.histograms.setdefault(name, new_histogram()).add(decode(encoded))
+        for name, encoded in delta.get("service", {}).items():
+            self.service.setdefault(name, new_histogram()).add(decode(encoded))
+        if delta.get("lag"):
+            self.lag.add(decode(delta["lag"]))
         self.failures.update(delta.get("failures", {}))
         self.tallies.update(delta.get("tallies", {}))
         self.completions.update({int(k): v for k, v in delta.get("completions", {}).items()})
@@ -112,5 +123,23 @@ class ExactRecorder:
                     for name, h in sorted(self.histograms.items())}
         total = self.aggregate()
         per_name[AGGREGATE] = {**summarize(total), "failures": sum(self.failures.values()), "hdr": encode(total)}
-        return {"requests": per_name, "tallies": dict(self.tallies),
-                "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())}}
+        results = {"requests": per_name, "tallies": dict(self.tallies),
+                   "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())}}
+        if self.service:
+            service = {name: {**summarize(h), "hdr": encode(h)} for name, h in sorted(self.service.items())}
+            total = merge(self.service.values())
+            service[AGGREGATE] = {**summarize(total), "hdr": encode(total)}
+            results["service"] = service
+            results["schedule_lag_ms"] = summarize(self.lag)
+        return results
+
+
+def _clamp_us(ms: float) -> int:
+    return min(HIGHEST_US, max(LOWEST_US, round(ms * 1000)))
+
+
+def _record(histograms: dict[str, HdrHistogram], name: str, ms: float) -> None:
+    histogram = histograms.get(name)
+    if histogram is None:
+        histogram = histograms[name] = new_histogram()
+    histogram.record_value(_clamp_us(ms))

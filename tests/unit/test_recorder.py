@@ -54,3 +54,24 @@ def test_spectrum_ends_at_max():
     assert points[-1] == [100.0, pytest.approx(50.0, rel=0.01)]
     assert [p for p, _ in points] == sorted(p for p, _ in points)
     assert summarize(ExactRecorder().aggregate()) == {"count": 0}
+
+
+def test_open_model_latency_counts_from_the_intended_start():
+    r = ExactRecorder()
+    r.reset(measured_start=100.0)
+    # Intended at 101.0, sent 1.5 s late (a stalled server held every user), answered in 2 ms.
+    r.record("GET /x", 2.0, start_time=102.5, failed=False, intended_start=101.0)
+    r.record("GET /x", 2.0, start_time=101.0, failed=False, intended_start=101.0)
+    r.record("GET /x", 2.0, start_time=100.5, failed=False, intended_start=99.9)  # arrived in warm-up
+    r.record_lag(101.0, 0.0015)
+    out = r.results()
+    assert out["requests"]["GET /x"]["count"] == 2
+    assert out["requests"]["GET /x"]["max"] == pytest.approx(1502.0, rel=0.01)
+    assert out["service"]["GET /x"]["max"] == pytest.approx(2.0, rel=0.01)
+    assert out["schedule_lag_ms"]["count"] == 1 and out["schedule_lag_ms"]["max"] == pytest.approx(1.5, rel=0.01)
+    worker, master = ExactRecorder(), ExactRecorder()
+    worker.reset(0.0)
+    worker.record("GET /x", 3.0, 5.0, False, intended_start=4.0)
+    worker.record_lag(4.0, 0.002)
+    master.add_delta(worker.take_delta())
+    assert master.results()["service"]["GET /x"]["count"] == 1 and master.lag.get_total_count() == 1

@@ -35,3 +35,15 @@ def test_default_durations_and_errors():
     with pytest.raises(ValueError, match="at least 1"):
         plan("steady", 0, 0, 10, None)
     assert set(PROFILES) == {"smoke", "steady", "step", "spike"}
+
+
+def test_rate_fraction_follows_the_profile():
+    from harness.shapes import rate_fraction
+
+    assert [rate_fraction("step", t, 50) for t in (0, 10, 20, 30, 45)] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert rate_fraction("step", 50, 50) is None
+    assert rate_fraction("steady", 59, None) == 1.0 and rate_fraction("steady", 60, None) is None
+    assert rate_fraction("spike", 40, 100) == 1.0 and rate_fraction("spike", 10, 100) == 0.25
+    assert rate_fraction("smoke", 19, 600) == 1.0 and rate_fraction("smoke", 20, 600) is None
+    with pytest.raises(ValueError):
+        rate_fraction("ramp", 0, 10)
