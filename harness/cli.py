@@ -76,10 +76,11 @@ class RichProgress:
         latency = record["latency_ms"]
         server = record["server"]
         hit = f" hit {server['hit_ratio']:.1%}" if server.get("hit_ratio") is not None else ""
+        dropped = f" rate {record['rate']:g}/s dropped {record['dropped']}" if record.get("model") == "open" else ""
         self.bar.console.print(
-            f"  {record['index']:>2} {record['scenario']:<9} {record['variant']:<26} "
+            f"  {record['index']:>2} {record['group'] or record['scenario']:<11} {record['variant']:<26} "
             f"{(record['rps'] or 0):>8.0f} req/s  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f}"
-            f" ms  fail {record['failures']}{hit}")
+            f" ms  fail {record['failures']}{hit}{dropped}")
 
     def stop(self) -> None:
         self.bar.stop()
@@ -87,10 +88,12 @@ class RichProgress:
 
 def cmd_run(args) -> int:
     """Run a module's variants side by side, check its claims, write results and a report."""
-    from harness.run import execute, make_plan
+    from harness.plan import make_plan
+    from harness.run import execute
 
     plan = make_plan(get_module(args.module), args.variants, args.scenarios, profile=args.profile,
                      users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat,
+                     model=args.model, rates=args.rate or [], arrivals=args.arrivals, knee_p99_ms=args.knee_p99_ms,
                      locust_args=args.locust_args)
     progress = RichProgress()
     try:
@@ -177,10 +180,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: all of the module's")
     run.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="default: all of the module's")
     run.add_argument("--profile", default="steady", choices=list(PROFILES))
-    run.add_argument("--users", type=int, default=32, help="closed-model users per phase (default 32)")
+    run.add_argument("--users", type=int, default=32,
+                     help="users per phase: the closed model's load, the open model's pool (default 32)")
     run.add_argument("--duration", type=float, default=20, help="measured seconds per phase (default 20)")
     run.add_argument("--warmup", type=float, default=5, help="seconds left out at each phase's start")
     run.add_argument("--repeat", type=int, default=2, help="repetitions of each variant, interleaved")
+    run.add_argument("--model", choices=["closed", "open"],
+                     help="closed: users with no think time (max throughput); open: fixed arrival rate, latency "
+                          "from each arrival's intended start (default: what each scenario says, else closed)")
+    run.add_argument("--rate", type=float, nargs="+", metavar="R",
+                     help="open model: arrivals/s; several rates make a sweep with latency-vs-throughput curves")
+    run.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed", help="open-model arrival spacing")
+    run.add_argument("--knee-p99-ms", type=float, default=100.0,
+                     help="a sweep's knee: the highest rate whose p99 stays under this (default 100 ms)")
     run.add_argument("--no-fail", action="store_true", help="exit 0 even when a claim fails")
     add("report", cmd_report).add_argument("run", help="run directory, module/run-id, run-id or latest")
     compare = add("compare", cmd_compare)
@@ -195,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     locust_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     args.locust_args = locust_args
+    from harness.plan import PlanError
     from harness.prom import PrometheusError
     from harness.results import RunNotFound
-    from harness.run import PhaseFailed, PlanError
+    from harness.run import PhaseFailed
     from harness.stack import StackError
 
     try:

@@ -29,7 +29,10 @@ SUMMARY_COLUMNS = (
     ("p999_ms", "p99.9 ms"), ("failures", "failures"), ("hit_ratio", "hit ratio"),
     ("db_queries_per_read", "DB queries/read"), ("cpu_ms_per_request", "server CPU ms/req"),
     ("load_cpu_us_per_request", "load-gen CPU us/req"), ("db_queries_per_expiry", "DB queries/expiry"),
+    ("target_rate", "target rate/s"), ("dropped", "dropped arrivals"), ("service_p99_ms", "service p99 ms"),
+    ("schedule_lag_p99_ms", "schedule lag p99 ms"), ("knee_rate", "knee rate/s"),
 )
+CURVE_HEADERS = ("variant", "target rate/s", "achieved rate/s", "p99 ms", "dropped", "knee")
 COMPARE_METRICS = (
     "rps", "p50_ms", "p95_ms", "p99_ms", "hit_ratio", "db_queries_per_read", "db_queries_per_expiry")
 CLAIM_HEADERS = (
@@ -315,11 +318,45 @@ def _hit_ratio_figure(run: dict, colors: dict) -> Figure:
     return fig
 
 
+def _curve_figure(run: dict, colors: dict) -> Figure:
+    """p99 against achieved throughput per variant, one panel per swept scenario, knees starred."""
+    curves = run["curves"]
+    fig = Figure(figsize=(8, 4.5 * len(curves)), layout="constrained")
+    for ax, (scenario, curve) in zip(fig.subplots(len(curves), 1, squeeze=False)[:, 0], curves.items(),
+                                     strict=True):
+        for variant, data in curve["variants"].items():
+            points = [(p["achieved"], p["p99_ms"], p["rate"]) for p in data["points"]
+                      if p["achieved"] and p["p99_ms"]]
+            if not points:
+                continue
+            xs, ys, rates = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=4, color=colors.get(variant, "0.5"), label=variant)
+            for x, y, rate in points:
+                if rate == data["knee_rate"]:
+                    ax.plot([x], [y], marker="*", markersize=14, color=colors.get(variant, "0.5"))
+        ax.axhline(curve["bound_ms"], color="0.4", linestyle="--", linewidth=1,
+                   label=f"p99 bound {fmt(curve['bound_ms'])} ms")
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        _finish(ax, f"Latency vs throughput, open model ({scenario}); star: knee", xlabel="achieved requests/s",
+                ylabel="p99 latency (ms)")
+    return fig
+
+
+def _curve_rows(curve: dict) -> list[list[str]]:
+    return [[variant, fmt(p["rate"]), fmt(p["achieved"]), fmt(p["p99_ms"]), fmt(p["dropped"]),
+             "knee" if p["rate"] == data["knee_rate"] else ""]
+            for variant, data in curve["variants"].items() for p in data["points"]]
+
+
 def _write_plots(run: dict, plots_dir: Path) -> list[Path]:
     colors = _colors(run)
     figures = {"latency_percentiles.png": _percentile_figure(run, colors),
                "throughput.png": _throughput_figure(run, colors),
                "summary_bars.png": _summary_figure(run, colors)}
+    if run.get("curves"):
+        figures["latency_vs_throughput.png"] = _curve_figure(run, colors)
     if any(m.get("hit_ratio") is not None for m in _main(run)[1].values()):
         figures["hit_ratio.png"] = _hit_ratio_figure(run, colors)
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +379,13 @@ def _document(run: dict, plot_names: list[str]) -> list[tuple]:
               ("h", 2, "Invariants"), *table(INVARIANT_HEADERS, _invariant_rows(run))]
     for scenario in _summary(run):
         blocks += [("h", 2, f"Summary: {scenario}"), *table(*_summary_rows(run, scenario))]
+    for scenario, curve in (run.get("curves") or {}).items():
+        knees = ", ".join(f"{v} {fmt(d['knee_rate'])}/s" for v, d in curve["variants"].items())
+        blocks += [("h", 2, f"Latency vs throughput: {scenario}"),
+                   ("p", f"Open model, rising arrival rates. A variant's knee is the highest rate up to which its "
+                         f"p99 stays under {fmt(curve['bound_ms'])} ms, nothing is dropped and the achieved rate "
+                         f"is within 5% of the target. Knees: {knees}."),
+                   *table(CURVE_HEADERS, _curve_rows(curve))]
     blocks += [("h", 2, "Phases"), *table(PHASE_HEADERS, _phase_rows(run))]
     blocks += [("h", 2, "Plots"), ("images", plot_names)]
     for heading, key in (("Parameters", "parameters"), ("Environment", "environment")):

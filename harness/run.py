@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,83 +26,10 @@ import requests
 from harness import results, summary
 from harness.claims import check_all
 from harness.modules import Module
+from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus, ratio, with_labels
 from harness.settings import Settings
-from harness.shapes import PROFILES
 from harness.stack import Stack, services_for
-
-
-class PlanError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class PhaseSpec:
-    index: int
-    scenario: str
-    variant: str
-    repetition: int
-    users: int
-    duration_s: float
-    warmup_s: float
-
-    @property
-    def slug(self) -> str:
-        return f"{self.index:02d}_{self.scenario}_{self.variant}"
-
-
-@dataclass
-class Plan:
-    module: Module
-    variants: list[str]
-    scenarios: list[str]
-    profile: str = "steady"
-    users: int = 32
-    duration_s: float = 20.0
-    warmup_s: float = 5.0
-    repeat: int = 2
-    locust_args: list[str] = field(default_factory=list)
-
-    def phases(self) -> list[PhaseSpec]:
-        specs = []
-        for scenario in self.scenarios:
-            config = self.module.workload().SCENARIOS[scenario]
-            variants = [v for v in self.variants if v in config["variants"]]
-            for repetition in range(1, self.repeat + 1):
-                for variant in variants:
-                    specs.append(PhaseSpec(len(specs) + 1, scenario, variant, repetition,
-                                           config.get("users", self.users),
-                                           config.get("duration_s", self.duration_s),
-                                           config.get("warmup_s", self.warmup_s)))
-        return specs
-
-    def parameters(self) -> dict:
-        return {"variants": self.variants, "scenarios": self.scenarios, "profile": self.profile,
-                "model": "closed", "users": self.users, "duration_s": self.duration_s,
-                "warmup_s": self.warmup_s, "repeat": self.repeat, "host": self.module.url,
-                "latency_of": getattr(self.module.workload(), "LATENCY_OF", None) or "Aggregated",
-                "locust_args": self.locust_args}
-
-
-def make_plan(module: Module, variants: list[str] | None = None, scenarios: list[str] | None = None,
-              **options) -> Plan:
-    """Check every choice against the module's data, with messages that list the valid ones."""
-    workload = module.workload()
-    known_variants, known_scenarios = list(workload.VARIANTS), list(workload.SCENARIOS)
-    for name, given, known in (("variant", variants, known_variants), ("scenario", scenarios, known_scenarios)):
-        unknown = [g for g in given or [] if g not in known]
-        if unknown:
-            raise PlanError(f"unknown {name} {', '.join(unknown)} for {module.id}; known: {', '.join(known)}")
-    if options.get("profile", "steady") not in PROFILES:
-        raise PlanError(f"unknown profile {options['profile']!r}; known: {', '.join(PROFILES)}")
-    for name, low in (("users", 1), ("duration_s", 1), ("repeat", 1), ("warmup_s", 0)):
-        if name in options and options[name] < low:
-            raise PlanError(f"{name.removesuffix('_s')} must be at least {low}, got {options[name]}")
-    default_variants = getattr(workload, "DEFAULT_VARIANTS", known_variants)
-    plan = Plan(module, list(variants or default_variants), list(scenarios or known_scenarios), **options)
-    if not plan.phases():
-        raise PlanError(f"no phase to run: scenarios {plan.scenarios} have none of the variants {plan.variants}")
-    return plan
 
 
 def environment(settings: Settings) -> dict:
@@ -139,7 +66,8 @@ def locust_command(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str) -> l
             "--csv", str(run_dir / "phases" / spec.slug), "--results-file",
             str(run_dir / "phases" / f"{spec.slug}.json"), "--run-id", run_id, "--phase", str(spec.index),
             "--exit-code-on-error", "0", "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
-            "--no-stack", *plan.locust_args]
+            "--no-stack", *(["--rate", f"{spec.rate:g}", "--arrivals", plan.arrivals] if spec.rate else []),
+            *plan.locust_args]
 
 
 class PhaseFailed(RuntimeError):
@@ -186,18 +114,26 @@ def server_metrics(prom: Prometheus, module: Module, variant: str, start: float,
 
 def phase_record(plan: Plan, spec: PhaseSpec, exact: dict, server: dict, run_dir: Path) -> dict:
     count, failures, rps = summary.phase_counts(exact)
+    latency_of = getattr(plan.module.workload(), "LATENCY_OF", None)
     return {
         **asdict(spec), "start": exact["start"], "measured_start": exact["measured_start"], "end": exact["end"],
         "csv_prefix": f"phases/{spec.slug}", "requests": count, "failures": failures, "rps": rps,
-        "latency_ms": summary.phase_latency(exact, getattr(plan.module.workload(), "LATENCY_OF", None)),
+        "latency_ms": summary.phase_latency(exact, latency_of),
         "timeline": summary.timeline(exact),
         "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
         "invariants": exact.get("invariants", []),
+        **({"model": "open", "arrivals": exact.get("arrivals"), "dropped": exact.get("dropped") or 0,
+            "schedule_lag_ms": exact.get("schedule_lag_ms"),
+            "service_latency_ms": summary.phase_latency({"requests": exact["service"]}, latency_of)}
+           if exact.get("service") else {"model": "closed"}),
     }
 
 
 def conclude(run: dict, plan: Plan, histograms: dict[int, str]) -> dict:
     run["summary"] = summary.summarize_run(run["phases"], histograms)
+    run["curves"] = summary.curves(run["phases"], plan.knee_p99_ms)
+    for scenario, curve in run["curves"].items():  # knees become summary metrics that claims can name
+        run["summary"][scenario] = {v: {"knee_rate": c["knee_rate"]} for v, c in curve["variants"].items()}
     run["claims"] = [v.to_dict() for v in check_all(plan.module.workload().CLAIMS, run["summary"])]
     run["invariants"] = summary.invariant_rows(run["phases"])
     run["passed"] = (all(c["status"] != "fail" for c in run["claims"])

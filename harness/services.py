@@ -187,7 +187,9 @@ def prometheus_config(settings: Settings) -> dict:
             {"job_name": "targets", "static_configs": [{"targets": targets}]},
             {
                 "job_name": "loadgen",
-                "static_configs": [{"targets": [f"{settings.bind}:{settings.loadgen_metrics_port}"]}],
+                # the master or single process on the base port, local `--processes` workers after it
+                "static_configs": [{"targets": [f"{settings.bind}:{settings.loadgen_metrics_port + i}"
+                                                for i in range(settings.loadgen_metrics_ports)]}],
             },
             {
                 "job_name": "prometheus",

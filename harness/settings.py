@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     target_host: str = "127.0.0.1"
     loadgen_metrics_host: str = Field(default="127.0.0.1", description="where Locust's exporter listens")
     loadgen_metrics_port: int = Field(default=19646, ge=0, le=65535, description="0 turns it off")
+    loadgen_metrics_ports: int = Field(default=9, ge=1, le=64,
+                                       description="ports from loadgen_metrics_port on: master, then local workers")
     scrape_interval_s: float = Field(default=1.0, gt=0, le=60)
     start_timeout_s: float = Field(default=180.0, gt=0, description="seeding the catalogue is part of it")
 

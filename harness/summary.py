@@ -19,10 +19,16 @@ def phase_latency(exact: dict, request_name: str | None) -> dict:
     return {k: entry.get(k) for k in LATENCY_KEYS}
 
 
+def exact_window(exact: dict) -> float:
+    """Seconds from the first measured request's (intended) start to the last one's completion."""
+    start = exact.get("first_start") or exact["measured_start"]
+    return (exact.get("last_completion") or exact.get("measured_end") or exact["end"]) - start
+
+
 def phase_counts(exact: dict) -> tuple[int, int, float | None]:
     total = exact["requests"].get(AGGREGATE, {})
     count, failures = total.get("count", 0), total.get("failures", 0)
-    window = exact["end"] - exact["measured_start"]
+    window = exact_window(exact)
     return count, failures, (count / window if window > 0 else None)
 
 
@@ -48,6 +54,11 @@ def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
         "max_ms": max((p["latency_ms"].get("max") or 0 for p in phases), default=None),
         "load_cpu_us_per_request": median(p.get("load_cpu_us_per_request") for p in phases),
     }
+    if any(p.get("model") == "open" for p in phases):
+        summary["target_rate"] = median(p.get("rate") for p in phases)
+        summary["dropped"] = sum(p.get("dropped") or 0 for p in phases)
+        summary["schedule_lag_p99_ms"] = median((p.get("schedule_lag_ms") or {}).get("p99") for p in phases)
+        summary["service_p99_ms"] = median((p.get("service_latency_ms") or {}).get("p99") for p in phases)
     summary["failure_ratio"] = summary["failures"] / summary["requests"] if summary["requests"] else None
     for key in sorted({k for p in phases for k in p.get("server", {})}):
         summary[key] = median(p["server"].get(key) for p in phases)
@@ -66,10 +77,42 @@ def summarize_run(phases: list[dict], histograms: dict[int, str]) -> dict:
     for phase in phases:
         if phase.get("error"):
             continue
-        grouped.setdefault(phase["scenario"], {}).setdefault(phase["variant"], []).append(phase)
+        group = phase.get("group") or phase["scenario"]
+        grouped.setdefault(group, {}).setdefault(phase["variant"], []).append(phase)
     return {scenario: {variant: summarize_variant(ps, [histograms.get(p["index"], "") for p in ps])
                        for variant, ps in variants.items()}
             for scenario, variants in grouped.items()}
+
+
+def curves(phases: list[dict], bound_ms: float) -> dict:
+    """Latency-vs-throughput per variant for each scenario run at several rates, and each knee:
+    the highest rate up to which p99 stays within `bound_ms`, nothing is dropped and the achieved
+    rate is within 5% of the target."""
+    by_scenario: dict[str, dict[str, dict[float, list[dict]]]] = {}
+    for phase in phases:
+        if not phase.get("error") and phase.get("rate") and phase.get("group", "").startswith(f"{phase['scenario']}@"):
+            by_scenario.setdefault(phase["scenario"], {}).setdefault(phase["variant"], {}).setdefault(
+                phase["rate"], []).append(phase)
+    result = {}
+    for scenario, variants in by_scenario.items():
+        result[scenario] = {"bound_ms": bound_ms, "variants": {}}
+        for variant, by_rate in variants.items():
+            points = [{"rate": rate, "achieved": median(p["rps"] for p in reps),
+                       "p99_ms": median(p["latency_ms"].get("p99") for p in reps),
+                       "dropped": sum(p.get("dropped") or 0 for p in reps)}
+                      for rate, reps in sorted(by_rate.items())]
+            result[scenario]["variants"][variant] = {"points": points, "knee_rate": _knee(points, bound_ms)}
+    return result
+
+
+def _knee(points: list[dict], bound_ms: float) -> float | None:
+    knee = None
+    for point in points:  # rising rates; the first one that does not hold ends the search
+        if (point["p99_ms"] is None or point["p99_ms"] > bound_ms or point["dropped"]
+                or (point["achieved"] or 0) < 0.95 * point["rate"]):
+            break
+        knee = point["rate"]
+    return knee
 
 
 def invariant_rows(phases: list[dict]) -> list[dict]:

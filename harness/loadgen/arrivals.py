@@ -33,10 +33,11 @@ def gaps(rate: float, poisson: bool, rng: random.Random) -> Callable[[], float]:
 class Arrivals:
     def __init__(self, rate: float, poisson: bool, recorder: ExactRecorder,
                  rate_fraction: Callable[[float], float | None] = lambda elapsed: 1.0,
-                 on_drop: Callable[[], None] = lambda: None, seed: int | None = None) -> None:
+                 on_drop: Callable[[], None] = lambda: None, seed: int | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         gaps(rate, poisson, random.Random())  # validates the rate
         self.rate, self.poisson, self.recorder = rate, poisson, recorder
-        self.rate_fraction, self.on_drop = rate_fraction, on_drop
+        self.rate_fraction, self.on_drop, self.stopping = rate_fraction, on_drop, stopping
         self.rng = random.Random(seed)
         self.queue: Queue = Queue()
         self.waiting = 0
@@ -54,7 +55,7 @@ class Arrivals:
         start = due = time.time()
         for _ in range(MAX_ARRIVALS):
             fraction = self.rate_fraction(due - start)
-            if fraction is None:
+            if fraction is None or self.stopping():  # the users are gone: nothing left to serve arrivals
                 return
             gevent.sleep(max(0.0, due - time.time()))
             measured = due >= self.recorder.measured_start  # counts follow the histograms' window

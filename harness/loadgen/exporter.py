@@ -34,17 +34,20 @@ PHASE = Gauge("harness_phase", "1 while the phase runs", ["module", "variant", "
 log = logging.getLogger(__name__)
 
 
-def serve(host: str, port: int) -> bool:
-    """Start the exporter; a taken port is a warning, not a failed test."""
+def serve(host: str, port: int, tries: int = 1) -> int | None:
+    """Start the exporter on the first free port of port .. port+tries-1 (local workers of one
+    `--processes` run share a host); returns the port, or None with a warning when none is free."""
     if port == 0:
-        return False
-    try:
-        start_http_server(port, addr=host)
-    except OSError as exc:
-        log.warning("load-side metrics not exported: %s:%s is taken (%s); set HARNESS_LOADGEN_METRICS_PORT",
-                    host, port, exc.strerror)
-        return False
-    return True
+        return None
+    for candidate in range(port, port + tries):
+        try:
+            start_http_server(candidate, addr=host)
+            return candidate
+        except OSError:
+            continue
+    log.warning("load-side metrics not exported: %s:%s..%s are taken; set HARNESS_LOADGEN_METRICS_PORT",
+                host, port, port + tries - 1)
+    return None
 
 
 def observe(module: str, variant: str, name: str, method: str, seconds: float, failed: bool) -> None:

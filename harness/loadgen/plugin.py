@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,7 @@ import gevent
 import requests
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
 from harness.loadgen import exporter
 from harness.loadgen.arrivals import Arrivals
@@ -53,6 +54,10 @@ class Plugin:
         self.load_cpu_seconds = 0.0
         self.arrivals: Arrivals | None = None
         self.rate_share = 1.0
+        self.worker_counts: dict[str, int] = {}  # measured requests each worker reported (master only)
+        self.worker_cpu_seconds = 0.0
+        self.finals: set[str] = set()
+        self.pending_results = False
 
     @property
     def options(self):
@@ -88,16 +93,18 @@ class Plugin:
             raise SystemExit(f"--profile must be one of {', '.join(PROFILES)}, got {self.options.profile!r}")
         if self.options.rate < 0:
             raise SystemExit(f"--rate must be >= 0 arrivals/s (0 is the closed model), got {self.options.rate}")
-        if isinstance(environment.runner, WorkerRunner):
-            environment.runner.register_message("harness_rate_share", self._set_rate_share)
+        if isinstance(environment.runner, MasterRunner):
+            environment.runner.register_message("harness_final", self._add_final_delta)
         module = get_module(self.module)
         if not environment.host:
             environment.host = module.url
         settings = get_settings()
         # Workers fire the request events, so each serves its own exporter (one per container in
         # compose, where Prometheus finds every worker replica); the master exports the user count.
-        exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port)
-        if isinstance(environment.runner, WorkerRunner):
+        worker = isinstance(environment.runner, WorkerRunner)
+        exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port,
+                       tries=settings.loadgen_metrics_ports if worker else 1)
+        if worker:
             return
         exporter.USERS.labels(self.module, self.options.variant).set_function(
             lambda: environment.runner.user_count if environment.runner else 0)
@@ -118,7 +125,10 @@ class Plugin:
         except StackError as exc:
             raise SystemExit(f"cannot start the embedded stack: {exc}") from None
 
-    def on_quitting(self, environment: Environment, **_) -> None:
+    def on_quit(self, exit_code: int = 0, **_) -> None:
+        """After Locust's own shutdown, when every worker has sent its last samples."""
+        if self.pending_results:
+            self._finish(self.environment)
         if self.started_services:
             from harness.stack import Stack
 
@@ -126,35 +136,37 @@ class Plugin:
 
     def on_test_start(self, environment: Environment, **_) -> None:
         self.start = time.time()
+        self.worker_counts, self.worker_cpu_seconds, self.finals = {}, 0.0, set()
         self.recorder.reset(self.start + self.options.warmup)
         self.measured_start = self.recorder.measured_start
         exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
                               str(self.options.phase)).set(1)
-        if isinstance(environment.runner, MasterRunner) and environment.runner.worker_count:
-            # Each worker serves an equal share of the rate; told before the users spawn.
-            share = 1.0 / environment.runner.worker_count
-            for client_id in environment.runner.clients:
-                environment.runner.send_message("harness_rate_share", share, client_id=client_id)
+        runner = environment.runner
+        if isinstance(runner, MasterRunner):
+            if self.options.rate > 0 and runner.worker_count != self.options.expect_workers:
+                log.warning("the arrival rate is split over --expect-workers=%d workers, but %d are connected",
+                            self.options.expect_workers, runner.worker_count)
         elif self.options.rate > 0:
             self._start_arrivals()
-        if not isinstance(environment.runner, WorkerRunner):
-            gevent.spawn_later(self.options.warmup, self._end_warmup)
-
-    def _set_rate_share(self, environment: Environment, msg, **_) -> None:
-        self.rate_share = float(msg.data)
+        gevent.spawn_later(self.options.warmup, self._end_warmup)
 
     def _start_arrivals(self) -> None:
         options, start = self.options, time.time()
+        if isinstance(self.environment.runner, WorkerRunner):  # the master passes its --expect-workers on
+            self.rate_share = 1.0 / max(1, options.expect_workers)
         self.arrivals = Arrivals(
             options.rate * self.rate_share, options.arrivals == "poisson", self.recorder,
             rate_fraction=lambda elapsed: rate_fraction(options.profile, elapsed, options.run_time),
-            on_drop=exporter.DROPPED.labels(self.module, options.variant).inc)
+            on_drop=exporter.DROPPED.labels(self.module, options.variant).inc,
+            stopping=lambda: self.environment.runner.state in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP))
         self.arrivals.start()
-        log.info("open model: %.1f arrivals/s (%s), %s users, started at %.3f", options.rate * self.rate_share,
+        log.info("open model (pid %d): %.1f arrivals/s (%s), %s users, started at %.3f", os.getpid(),
+                 options.rate * self.rate_share,
                  options.arrivals, options.num_users, start)
 
     def _end_warmup(self) -> None:
-        self.environment.runner.stats.reset_all()
+        if not isinstance(self.environment.runner, WorkerRunner):
+            self.environment.runner.stats.reset_all()  # the master's stats are the aggregate
         self.cpu_at_measured_start = _cpu_seconds()
 
     def on_request(self, request_type: str, name: str, response_time: float, exception, start_time=None,
@@ -170,7 +182,16 @@ class Plugin:
         data["harness"] = self.recorder.take_delta()
 
     def on_worker_report(self, client_id: str, data: dict) -> None:
-        self.recorder.add_delta(data.get("harness", {}))
+        self._add_delta(client_id, data.get("harness", {}))
+
+    def _add_final_delta(self, environment: Environment, msg, **_) -> None:
+        self._add_delta(msg.node_id, msg.data)
+        self.finals.add(msg.node_id)
+
+    def _add_delta(self, client_id: str, delta: dict) -> None:
+        self.recorder.add_delta(delta)
+        self.worker_counts[client_id] = self.worker_counts.get(client_id, 0) + delta.get("count", 0)
+        self.worker_cpu_seconds += delta.get("cpu_seconds", 0.0)
 
     def on_test_stop(self, environment: Environment, **_) -> None:
         self.end = time.time()
@@ -179,9 +200,22 @@ class Plugin:
             self.arrivals = None
         exporter.PHASE.labels(self.module, self.options.variant, self.options.run_id,
                               str(self.options.phase)).set(0)
-        if isinstance(environment.runner, WorkerRunner):
-            return
         self.load_cpu_seconds = _cpu_seconds() - self.cpu_at_measured_start
+        runner = environment.runner
+        if isinstance(runner, WorkerRunner):  # the samples the periodic reports have not carried yet
+            final = self.recorder.take_delta()
+            runner.send_message("harness_final", {**final, "cpu_seconds": self.load_cpu_seconds})
+            return
+        if isinstance(runner, MasterRunner) and len(self.finals) < runner.worker_count:
+            # Stopped by --run-time or a signal, Locust's master fires test_stop before its workers stop;
+            # their last samples arrive as Locust quits, so the results are written then.
+            self.pending_results = True
+            return
+        self._finish(environment)
+
+    def _finish(self, environment: Environment) -> None:
+        self.pending_results = False
+        self.load_cpu_seconds += self.worker_cpu_seconds
         checked = [result for check in self.invariants for result in check(environment)]
         results = self._results(checked)
         _print_summary(results, self.options.variant)
@@ -193,7 +227,7 @@ class Plugin:
     def _results(self, invariants: list[dict]) -> dict:
         exact = self.recorder.results()
         count = exact["requests"][AGGREGATE].get("count", 0)
-        local = not isinstance(self.environment.runner, MasterRunner)
+        distributed = isinstance(self.environment.runner, MasterRunner)
         return {
             "module": self.module, "variant": self.options.variant, "scenario": self.options.scenario,
             "profile": self.options.profile, "host": self.environment.host,
@@ -201,8 +235,9 @@ class Plugin:
             "users": self.options.num_users, **exact,
             "model": "open" if self.options.rate > 0 else "closed", "rate": self.options.rate or None,
             "arrivals": exact["tallies"].get("arrivals"), "dropped": exact["tallies"].get("dropped_arrivals"),
-            "load_cpu_seconds": self.load_cpu_seconds if local else None,
-            "load_cpu_us_per_request": self.load_cpu_seconds / count * 1e6 if local and count else None,
+            "load_cpu_seconds": self.load_cpu_seconds,
+            "load_cpu_us_per_request": self.load_cpu_seconds / count * 1e6 if count else None,
+            "workers": dict(sorted(self.worker_counts.items())) if distributed else None,
             "invariants": invariants,
         }
 
@@ -258,7 +293,7 @@ def setup(module: str, variants: Sequence[str], scenarios: Sequence[str] = ("def
     events.report_to_master.add_listener(plugin.on_report_to_master)
     events.worker_report.add_listener(plugin.on_worker_report)
     events.test_stop.add_listener(plugin.on_test_stop)
-    events.quitting.add_listener(plugin.on_quitting)
+    events.quit.add_listener(plugin.on_quit)
     return plugin
 
 

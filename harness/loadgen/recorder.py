@@ -69,12 +69,16 @@ class ExactRecorder:
         # Open model only: service time (from the actual send) per name, and the schedule lag.
         self.service: dict[str, HdrHistogram] = {}
         self.lag = new_histogram()
+        # The first measured start and the last completion bound the exact window the counts cover
+        # (each worker cuts warm-up at its own start, so the master's clock would not fit it).
+        self.first_start, self.last_completion = float("inf"), 0.0
         self.measured_start = float("inf")
 
     def reset(self, measured_start: float) -> None:
         for state in (self.histograms, self.failures, self.tallies, self.completions, self.service):
             state.clear()
         self.lag.reset()
+        self.first_start, self.last_completion = float("inf"), 0.0
         self.measured_start = measured_start
 
     def record(self, name: str, response_time_ms: float, start_time: float, failed: bool,
@@ -83,6 +87,8 @@ class ExactRecorder:
         self.completions[int(start_time + response_time_ms / 1000)] += 1
         if (start_time if intended_start is None else intended_start) < self.measured_start:
             return
+        self.first_start = min(self.first_start, start_time if intended_start is None else intended_start)
+        self.last_completion = max(self.last_completion, start_time + response_time_ms / 1000)
         latency_ms = response_time_ms
         if intended_start is not None:
             latency_ms += max(0.0, start_time - intended_start) * 1000
@@ -100,7 +106,9 @@ class ExactRecorder:
         delta = {"histograms": {n: encode(h) for n, h in self.histograms.items()},
                  "service": {n: encode(h) for n, h in self.service.items()}, "lag": encode(self.lag),
                  "failures": dict(self.failures), "tallies": dict(self.tallies),
-                 "completions": dict(self.completions)}
+                 "completions": dict(self.completions),
+                 "count": sum(h.get_total_count() for h in self.histograms.values()),
+                 "first_start": self.first_start, "last_completion": self.last_completion}
         self.reset(self.measured_start)
         return delta
 
@@ -109,6 +117,8 @@ class ExactRecorder:
             self.histograms.setdefault(name, new_histogram()).add(decode(encoded))
         for name, encoded in delta.get("service", {}).items():
             self.service.setdefault(name, new_histogram()).add(decode(encoded))
+        self.first_start = min(self.first_start, delta.get("first_start", float("inf")))
+        self.last_completion = max(self.last_completion, delta.get("last_completion", 0.0))
         if delta.get("lag"):
             self.lag.add(decode(delta["lag"]))
         self.failures.update(delta.get("failures", {}))
@@ -124,6 +134,8 @@ class ExactRecorder:
         total = self.aggregate()
         per_name[AGGREGATE] = {**summarize(total), "failures": sum(self.failures.values()), "hdr": encode(total)}
         results = {"requests": per_name, "tallies": dict(self.tallies),
+                   "first_start": self.first_start if self.last_completion else None,
+                   "last_completion": self.last_completion or None,
                    "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())}}
         if self.service:
             service = {name: {**summarize(h), "hdr": encode(h)} for name, h in sorted(self.service.items())}

@@ -46,7 +46,9 @@ def locust(tmp_path: Path, name: str, *args: str, stall_after_s: float | None = 
 
 
 def window(result: dict) -> float:
-    return result["end"] - result["measured_start"]
+    from harness.summary import exact_window
+
+    return exact_window(result)
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,22 @@ def test_open_model_shows_a_stall_that_the_closed_model_hides(tmp_path, target_p
     assert opened["p50"] < 100, report
     assert closed["max"] > 0.75 * STALL_S * 1000, report  # the stall did happen during the closed run
     assert closed["p99"] < 250, report  # ... yet its p99 does not show it
+
+
+def test_two_worker_processes_match_one_process(tmp_path, stack):
+    """The rate is split across workers; their exact histograms are added on the master, not averaged."""
+    args = ("-u", "60", "-r", "60", "-t", "10s", "--warmup", "2", "--rate", "200")
+    single = locust(tmp_path, "single", *args)
+    split = locust(tmp_path, "split", "--processes", "2", *args)
+    one, two = single["requests"]["Aggregated"], split["requests"]["Aggregated"]
+    report = (f"1 process: {one['count']} requests, p50 {one['p50']:.2f} p90 {one['p90']:.2f} ms; "
+              f"2 processes: {two['count']} requests {split['workers']}, p50 {two['p50']:.2f} p90 {two['p90']:.2f} ms")
+    print(report)
+    assert single["workers"] is None and len(split["workers"]) == 2, report
+    assert sum(split["workers"].values()) == two["count"], report  # merged = sum of the workers' counts
+    assert min(split["workers"].values()) > 0.4 * two["count"], report  # each worker served about half
+    for result in (single, split):
+        assert result["dropped"] == 0, report
+        assert result["requests"]["Aggregated"]["count"] / window(result) == pytest.approx(200, rel=0.02), report
+    for p in ("p50", "p90"):
+        assert abs(one[p] - two[p]) <= max(1.0, 0.5 * one[p]), report

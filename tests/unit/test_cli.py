@@ -7,7 +7,7 @@ import pytest
 
 from harness.cli import main
 from harness.modules import get_module
-from harness.run import PlanError, make_plan
+from harness.plan import PlanError, make_plan
 
 
 def harness(*args, env=None):

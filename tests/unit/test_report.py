@@ -198,3 +198,17 @@ def test_summary_table_per_scenario():
     assert report.summary_table(run, "stampede").row_count == 2
     assert "DB queries/expiry" in out and "9.5" in out and "noop" not in out
     assert report.summary_table(run).row_count == 4
+
+
+def test_sweep_curves_plot_and_knee_table(tmp_path):
+    points = [{"rate": r, "achieved": a, "p99_ms": p, "dropped": d}
+              for r, a, p, d in ((100, 100, 20, 0), (200, 199, 60, 0), (400, 310, 900, 50))]
+    curves = {"sweep": {"bound_ms": 100, "variants": {"direct": {"points": points, "knee_rate": 200},
+                                                       "cache_aside": {"points": points[:2], "knee_rate": 200}}}}
+    paths = report.render(sample_run(curves=curves), tmp_path)
+    assert tmp_path / "plots" / "latency_vs_throughput.png" in paths
+    assert (tmp_path / "plots" / "latency_vs_throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "report.md").read_text()
+    assert "## Latency vs throughput: sweep" in md
+    assert "Knees: direct 200/s, cache_aside 200/s" in md
+    assert "| direct | 400 | 310 | 900 | 50 |  |" in md

@@ -59,3 +59,34 @@ def test_prometheus_selector_helpers():
         with_labels("rate(m[1m])", a="b")
     assert ratio(1, 4) == 0.25 and ratio(1, 0) is None and ratio(None, 3) is None
     assert ExactRecorder().results()["requests"]["Aggregated"]["count"] == 0
+
+
+def sweep_phase(index, variant, rate, achieved, p99, dropped=0, rep=1):
+    return {"index": index, "scenario": "sweep", "group": f"sweep@{rate:g}", "variant": variant, "rate": rate,
+            "repetition": rep, "rps": achieved, "latency_ms": {"p99": p99}, "dropped": dropped, "model": "open"}
+
+
+def test_curves_and_knees_from_a_sweep():
+    from harness.summary import curves
+
+    phases = [sweep_phase(1, "a", 100, 100, 20), sweep_phase(2, "b", 100, 99, 5),
+              sweep_phase(3, "a", 200, 199, 80), sweep_phase(4, "b", 200, 198, 6),
+              sweep_phase(5, "a", 400, 300, 900, dropped=40), sweep_phase(6, "b", 400, 396, 30),
+              sweep_phase(7, "a", 800, 310, 2000, dropped=900), sweep_phase(8, "b", 800, 700, 400),
+              {**sweep_phase(9, "b", 800, 1, 1), "error": "boom"}]
+    result = curves(phases, bound_ms=100)
+    assert list(result) == ["sweep"] and result["sweep"]["bound_ms"] == 100
+    a, b = result["sweep"]["variants"]["a"], result["sweep"]["variants"]["b"]
+    assert [p["rate"] for p in a["points"]] == [100, 200, 400, 800]
+    assert a["knee_rate"] == 200  # 400/s missed the bound and dropped arrivals
+    assert b["knee_rate"] == 400  # 800/s achieved only 700/s
+    assert b["points"][-1] == {"rate": 800, "achieved": 700, "p99_ms": 400, "dropped": 0}
+
+
+def test_a_single_rate_makes_no_curve_and_a_first_miss_no_knee():
+    from harness.summary import curves
+
+    single = [{**sweep_phase(1, "a", 100, 100, 20), "group": "fixed_rate", "scenario": "fixed_rate"}]
+    assert curves(single, 100) == {}
+    assert curves([sweep_phase(1, "a", 100, 80, 20), sweep_phase(2, "a", 200, 199, 20)], 100)[
+        "sweep"]["variants"]["a"]["knee_rate"] is None
