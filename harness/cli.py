@@ -94,6 +94,7 @@ def cmd_run(args) -> int:
     plan = make_plan(get_module(args.module), args.variants, args.scenarios, profile=args.profile,
                      users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat,
                      model=args.model, rates=args.rate or [], arrivals=args.arrivals, knee_p99_ms=args.knee_p99_ms,
+                     processes=args.processes,
                      locust_args=args.locust_args)
     progress = RichProgress()
     try:
@@ -193,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed", help="open-model arrival spacing")
     run.add_argument("--knee-p99-ms", type=float, default=100.0,
                      help="a sweep's knee: the highest rate whose p99 stays under this (default 100 ms)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="Locust worker processes per phase (its distributed mode; the rate is split across them)")
     run.add_argument("--no-fail", action="store_true", help="exit 0 even when a claim fails")
     add("report", cmd_report).add_argument("run", help="run directory, module/run-id, run-id or latest")
     compare = add("compare", cmd_compare)

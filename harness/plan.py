@@ -48,36 +48,49 @@ class Plan:
     rates: list[float] = field(default_factory=list)
     arrivals: str = "fixed"
     knee_p99_ms: float = 100.0
+    processes: int = 1  # Locust worker processes on this machine (its own distributed mode)
+    variants_chosen: bool = True  # False: a scenario none of whose variants is a default runs all of its own
     locust_args: list[str] = field(default_factory=list)
 
-    def rates_for(self, config: dict) -> list[float]:
+    def loads_for(self, config: dict) -> list[dict]:
+        """The load settings a scenario runs under: one per rate (0 is the closed model), each of
+        which may set its own user count (`loads` in the scenario's data)."""
         if self.model == "closed":
-            return [0.0]
-        return self.rates or config.get("rates") or [config.get("rate", 0.0)]
+            return [{"rate": 0.0}]
+        if self.rates:
+            return [{"rate": rate} for rate in self.rates]
+        if "loads" in config:
+            return config["loads"]
+        return [{"rate": rate} for rate in config.get("rates") or [config.get("rate", 0.0)]]
 
     def phases(self) -> list[PhaseSpec]:
         specs = []
         for scenario in self.scenarios:
             config = self.module.workload().SCENARIOS[scenario]
             variants = [v for v in self.variants if v in config["variants"]]
-            rates = self.rates_for(config)
+            if not variants and not self.variants_chosen:
+                variants = list(config["variants"])
+            loads = self.loads_for(config)
             for repetition in range(1, self.repeat + 1):
-                for rate in rates:
-                    group = f"{scenario}@{rate:g}" if len(rates) > 1 else scenario
+                for load in loads:
+                    rate = load["rate"]
+                    group = (f"{scenario}@{rate:g}" if rate else f"{scenario}@closed") if len(loads) > 1 else scenario
                     for variant in variants:
                         specs.append(PhaseSpec(len(specs) + 1, scenario, variant, repetition,
-                                               config.get("users", self.users),
+                                               load.get("users", config.get("users", self.users)),
                                                config.get("duration_s", self.duration_s),
                                                config.get("warmup_s", self.warmup_s), rate, group))
         return specs
 
     def parameters(self) -> dict:
         phases = self.phases()
-        return {"variants": self.variants, "scenarios": self.scenarios, "profile": self.profile,
+        return {"variants": list(dict.fromkeys(p.variant for p in phases)), "scenarios": self.scenarios,
+                "profile": self.profile,
                 "model": "open" if all(p.rate for p in phases) else "closed" if not any(p.rate for p in phases)
                 else "mixed",
                 "rates": sorted({p.rate for p in phases if p.rate}), "arrivals": self.arrivals,
-                "knee_p99_ms": self.knee_p99_ms, "users": self.users, "duration_s": self.duration_s,
+                "knee_p99_ms": self.knee_p99_ms, "processes": self.processes, "users": self.users,
+                "duration_s": self.duration_s,
                 "warmup_s": self.warmup_s, "repeat": self.repeat, "host": self.module.url,
                 "latency_of": getattr(self.module.workload(), "LATENCY_OF", None) or "Aggregated",
                 "locust_args": self.locust_args}
@@ -94,7 +107,8 @@ def make_plan(module: Module, variants: list[str] | None = None, scenarios: list
             raise PlanError(f"unknown {name} {', '.join(unknown)} for {module.id}; known: {', '.join(known)}")
     if options.get("profile", "steady") not in PROFILES:
         raise PlanError(f"unknown profile {options['profile']!r}; known: {', '.join(PROFILES)}")
-    for name, low in (("users", 1), ("duration_s", 1), ("repeat", 1), ("warmup_s", 0), ("knee_p99_ms", 0.001)):
+    for name, low in (("users", 1), ("duration_s", 1), ("repeat", 1), ("warmup_s", 0), ("knee_p99_ms", 0.001),
+                      ("processes", 1)):
         if name in options and options[name] < low:
             raise PlanError(f"{name.removesuffix('_s')} must be at least {low}, got {options[name]}")
     if any(rate <= 0 for rate in options.get("rates") or []):
@@ -107,7 +121,8 @@ def make_plan(module: Module, variants: list[str] | None = None, scenarios: list
         raise PlanError(f"arrivals must be fixed or poisson, got {options['arrivals']!r}")
     default_variants = getattr(workload, "DEFAULT_VARIANTS", known_variants)
     default_scenarios = getattr(workload, "DEFAULT_SCENARIOS", known_scenarios)
-    plan = Plan(module, list(variants or default_variants), list(scenarios or default_scenarios), **options)
+    plan = Plan(module, list(variants or default_variants), list(scenarios or default_scenarios),
+                variants_chosen=bool(variants), **options)
     phases = plan.phases()
     if not phases:
         raise PlanError(f"no phase to run: scenarios {plan.scenarios} have none of the variants {plan.variants}")

@@ -67,6 +67,7 @@ def locust_command(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str) -> l
             str(run_dir / "phases" / f"{spec.slug}.json"), "--run-id", run_id, "--phase", str(spec.index),
             "--exit-code-on-error", "0", "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
             "--no-stack", *(["--rate", f"{spec.rate:g}", "--arrivals", plan.arrivals] if spec.rate else []),
+            *(["--processes", str(plan.processes)] if plan.processes > 1 else []),
             *plan.locust_args]
 
 

@@ -95,6 +95,8 @@ def curves(phases: list[dict], bound_ms: float) -> dict:
                 phase["rate"], []).append(phase)
     result = {}
     for scenario, variants in by_scenario.items():
+        if all(len(by_rate) < 2 for by_rate in variants.values()):
+            continue  # one open-model rate (beside a closed run, say) is a point, not a curve
         result[scenario] = {"bound_ms": bound_ms, "variants": {}}
         for variant, by_rate in variants.items():
             points = [{"rate": rate, "achieved": median(p["rps"] for p in reps),

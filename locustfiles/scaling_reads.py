@@ -9,6 +9,9 @@ Workloads (--scenario):
             and 5% writes (half new reviews, half price changes); --write-ratio, --zipf-constant.
   stampede  every user reads the hottest product while its cache entry is expired every 200 ms
             (what a TTL does to a hot key); counts database queries per expiry.
+  stall     the ycsb workload while the target freezes for 2 s mid-window (coordinated omission).
+
+With --rate R it runs as an open model: R arrivals per second served by the -u users.
 
 Each test starts with the variant's cache flushed, and the warm-up (--warmup) is left out.
 """
@@ -47,7 +50,12 @@ SCENARIOS = {
     # Open model, rising rates: latency-vs-throughput curves and each variant's knee.
     "sweep": {"variants": list(VARIANTS), "rates": [150, 300, 450, 600, 900], "users": 300,
               "duration_s": 8, "warmup_s": 3},
+    # Coordinated omission, shown: the target freezes for STALL_S mid-window, once under 8 closed-model
+    # users and once at 200 arrivals/s (a pool big enough to keep serving arrivals through the stall).
+    "stall": {"variants": ["noop"], "loads": [{"rate": 0, "users": 8}, {"rate": 200, "users": 600}],
+              "duration_s": 12, "warmup_s": 2},
 }
+STALL_S = 2.0
 # `harness run scaling_reads` runs these; the open-model ones on request (--scenarios fixed_rate sweep).
 DEFAULT_SCENARIOS = ["ycsb", "stampede"]
 # The request whose exact latency the claims and the summary's percentiles speak of.
@@ -85,6 +93,19 @@ CLAIMS = [
     Claim("stampede_tail", "A stampede shows in the tail latency of every reader of the hot key; "
           "single-flight keeps it short.",
           "p99_ms", "cache_aside_singleflight", "<=", 0.5, baseline="cache_aside", scenario="stampede"),
+    # Open model: latency timed from each arrival's intended start (no coordinated omission).
+    Claim("fixed_rate_p95", "At a fixed rate the database can still serve, the cache cuts the p95 of reads.",
+          "p95_ms", "cache_aside", "<=", 0.4, baseline="direct", scenario="fixed_rate"),
+    Claim("fixed_rate_p99", "At that rate the cache cuts the p99 too: hot keys stop queueing behind aggregates.",
+          "p99_ms", "cache_aside", "<=", 0.6, baseline="direct", scenario="fixed_rate"),
+    Claim("knee", "A cache moves the knee: the arrival rate a service holds within its latency bound rises.",
+          "knee_rate", "cache_aside", ">=", 1.5, baseline="direct", scenario="sweep"),
+    Claim("stall_open", "Timed from each arrival's intended start, a 2 s server stall shows in p99 as wrk2's "
+          "arithmetic predicts (about 2 s - 1% of the window).",
+          "p99_ms", "noop", ">=", 1000, scenario="stall@200"),
+    Claim("stall_closed", "The closed model hides the same stall: its users stop sending while the server is "
+          "frozen (coordinated omission), so its p99 stays near normal.",
+          "p99_ms", "noop", "<=", 250, scenario="stall@closed"),
     Claim("stale_reads", "Invalidating on write means a read after the write sees it.",
           "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
     Claim("stale_reads_singleflight", "Single-flight keeps read-your-write after invalidation.",
@@ -182,6 +203,10 @@ def _prepare(environment, **_) -> None:
         requests.post(f"{environment.host}/{options.variant}/cache/flush", timeout=30).raise_for_status()
     if options.scenario == "stampede":
         _background.append(gevent.spawn(_expire_hot_key, environment.host, options.variant))
+    if options.scenario == "stall":
+        measured = (options.run_time or 14) - options.warmup
+        stall_at = options.warmup + measured / 2 - STALL_S / 2
+        _background.append(gevent.spawn_later(stall_at, _stall_target, environment.host))
 
 
 def _expire_hot_key(host: str, variant: str) -> None:
@@ -190,6 +215,11 @@ def _expire_hot_key(host: str, variant: str) -> None:
         for _ in range(int(3600 / EXPIRE_EVERY_S)):
             gevent.sleep(EXPIRE_EVERY_S)
             session.post(f"{host}/{variant}/cache/expire/{HOT_PRODUCT}", timeout=5)
+
+
+def _stall_target(host: str) -> None:
+    """Freeze the target once (its event loop blocks), mid-window."""
+    requests.post(f"{host}/debug/stall", params={"seconds": STALL_S}, timeout=STALL_S + 10)
 
 
 @events.test_stop.add_listener

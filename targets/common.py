@@ -171,6 +171,23 @@ async def _metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+MAX_STALL_S = 5.0
+
+
+async def _stall(request: Request) -> Response:
+    """Freeze the whole server (the event loop) for a few seconds, like a long GC pause or a CPU-bound
+    handler: the coordinated-omission demo. Bounded, and the server only listens on loopback."""
+    raw = request.query_params.get("seconds", "")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise bad_request(f"seconds must be a number, got {raw!r}") from None
+    if not 0 < seconds <= MAX_STALL_S:
+        raise bad_request(f"seconds must be in (0, {MAX_STALL_S:g}], got {seconds:g}")
+    time.sleep(seconds)  # blocking on purpose: nothing else is served meanwhile
+    return JSONResponse({"stalled_s": seconds})
+
+
 def create_app(
     module: str,
     variants: Sequence[str],
@@ -223,7 +240,8 @@ def create_app(
             await pg.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/metrics", _metrics)],
+        routes=[Route("/healthz", healthz), Route("/metrics", _metrics),
+                Route("/debug/stall", _stall, methods=["POST"])],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

@@ -99,12 +99,11 @@ class Plugin:
         if not environment.host:
             environment.host = module.url
         settings = get_settings()
-        # Workers fire the request events, so each serves its own exporter (one per container in
-        # compose, where Prometheus finds every worker replica); the master exports the user count.
-        worker = isinstance(environment.runner, WorkerRunner)
+        # Workers fire the request events, so each serves its own exporter: one per container in
+        # compose, or the next free port for local `--processes` workers. The master exports users.
         exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port,
-                       tries=settings.loadgen_metrics_ports if worker else 1)
-        if worker:
+                       tries=settings.loadgen_metrics_ports)
+        if isinstance(environment.runner, WorkerRunner):
             return
         exporter.USERS.labels(self.module, self.options.variant).set_function(
             lambda: environment.runner.user_count if environment.runner else 0)

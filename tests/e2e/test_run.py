@@ -82,3 +82,76 @@ def test_every_dashboard_panel_returns_data(short_run, dashboard):
         if not any(series["values"] for series in body["data"]["result"]):
             empty.append(f"{title}: {expr}")
     assert not empty, "panels without data after a run:\n" + "\n".join(empty)
+
+
+@pytest.fixture(scope="module")
+def sweep_run(stack, tmp_path_factory):
+    """An open-model sweep through the CLI, with Locust's distributed mode (two worker processes)."""
+    results_dir = tmp_path_factory.mktemp("results")
+    command = [sys.executable, "-m", "harness.cli", "run", "scaling_reads", "--scenarios", "sweep",
+               "--variants", "noop", "direct", "--rate", "60", "120", "--duration", "4", "--warmup", "1",
+               "--repeat", "1", "--users", "40", "--processes", "2", "--no-fail"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HARNESS_RESULTS_DIR": str(results_dir)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (results_dir / "scaling_reads").iterdir()
+    return json.loads((run_dir / "run.json").read_text()), run_dir
+
+
+def test_sweep_writes_curves_knees_and_open_model_phases(sweep_run):
+    run, run_dir = sweep_run
+    assert run["parameters"]["model"] == "open" and run["parameters"]["rates"] == [60, 120]
+    assert [(p["group"], p["variant"]) for p in run["phases"]] == [
+        ("sweep@60", "noop"), ("sweep@60", "direct"), ("sweep@120", "noop"), ("sweep@120", "direct")]
+    for phase in run["phases"]:
+        assert phase["model"] == "open" and phase["dropped"] == 0
+        assert phase["rps"] == pytest.approx(phase["rate"], rel=0.05)
+        assert phase["schedule_lag_ms"]["count"] == phase["requests"]
+    curve = run["curves"]["sweep"]
+    assert curve["bound_ms"] == 100
+    assert [p["rate"] for p in curve["variants"]["noop"]["points"]] == [60, 120]
+    assert curve["variants"]["noop"]["knee_rate"] == 120  # a trivial endpoint holds both rates
+    assert run["summary"]["sweep"]["noop"]["knee_rate"] == 120
+    assert (run_dir / "plots" / "latency_vs_throughput.png").stat().st_size > 0
+    assert "Latency vs throughput: sweep" in (run_dir / "report.md").read_text()
+
+
+def test_prometheus_sees_the_whole_distributed_load(sweep_run):
+    """Both workers' exporters are scraped: the load side counts what the target served."""
+    run, _ = sweep_run
+    start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 3
+    window = f"{int(end - start) + 1}s"
+
+    def total(expr):
+        body = requests.get(f"{get_settings().prometheus_url}/api/v1/query", timeout=30,
+                            params={"query": f"sum(increase({expr}[{window}]))", "time": end}).json()
+        return float(body["data"]["result"][0]["value"][1])
+
+    # noop: no invariant probes, so the target served exactly what Locust sent
+    sent = total('harness_load_requests_total{module="scaling_reads",variant="noop"}')
+    served = total('harness_http_request_duration_seconds_count{module="scaling_reads",variant="noop"}')
+    assert sent == pytest.approx(served, rel=0.05), (sent, served)
+    selector = 'harness_load_requests_total{module="scaling_reads"}'
+    per_instance = f"count by (instance) (count_over_time({selector}[{window}]))"
+    instances = requests.get(f"{get_settings().prometheus_url}/api/v1/query", timeout=30,
+                             params={"query": per_instance, "time": end}).json()["data"]["result"]
+    assert len(instances) >= 2, instances  # the two worker processes, each on its own port
+
+
+def test_stall_scenario_report_states_open_and_closed_p99(stack, tmp_path):
+    """`harness run --scenarios stall`: the target freezes 2 s mid-window under each model; the
+    report carries both p99s, as claims with their measured values."""
+    command = [sys.executable, "-m", "harness.cli", "run", "scaling_reads", "--scenarios", "stall",
+               "--duration", "8", "--warmup", "2", "--repeat", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HARNESS_RESULTS_DIR": str(tmp_path)})
+    (run_dir,) = (tmp_path / "scaling_reads").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    claims = {c["id"]: c for c in run["claims"]}
+    detail = done.stdout[-2000:]
+    assert claims["stall_open"]["status"] == "pass", (claims["stall_open"], detail)
+    assert claims["stall_closed"]["status"] == "pass", (claims["stall_closed"], detail)
+    assert claims["stall_open"]["measured"] > 10 * claims["stall_closed"]["measured"]
+    assert done.returncode == 0, detail  # every claim of the run held, so the run passed
+    report = (run_dir / "report.md").read_text()
+    assert "stall_open" in report and "stall_closed" in report

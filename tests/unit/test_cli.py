@@ -58,3 +58,23 @@ def test_list_shows_variants_scenarios_and_claims(capsys):
     claims = get_module("scaling_reads").workload().CLAIMS
     for text in ("cache_aside_singleflight", "scenario stampede", *(c.expression for c in claims)):
         assert text in out
+
+
+def test_open_model_plans():
+    module = get_module("scaling_reads")
+    stall = make_plan(module, scenarios=["stall"], repeat=1).phases()
+    assert [(p.group, p.rate, p.users) for p in stall] == [("stall@closed", 0, 8), ("stall@200", 200, 600)]
+    assert [p.slug for p in stall] == ["01_stall_at_closed_noop", "02_stall_at_200_noop"]
+    sweep = make_plan(module, variants=["direct", "noop"], scenarios=["ycsb"], rates=[100, 200], repeat=1)
+    assert [(p.group, p.variant) for p in sweep.phases()] == [
+        ("ycsb@100", "direct"), ("ycsb@100", "noop"), ("ycsb@200", "direct"), ("ycsb@200", "noop")]
+    assert sweep.parameters()["model"] == "open"
+    fixed = make_plan(module, scenarios=["fixed_rate"], repeat=1)
+    assert {p.rate for p in fixed.phases()} == {250} and fixed.phases()[0].group == "fixed_rate"
+    assert {p.rate for p in make_plan(module, scenarios=["sweep"], model="closed").phases()} == {0}
+    with pytest.raises(PlanError, match="open model needs an arrival rate"):
+        make_plan(module, scenarios=["ycsb"], model="open")
+    with pytest.raises(PlanError, match="drop --model closed"):
+        make_plan(module, model="closed", rates=[10])
+    with pytest.raises(PlanError, match="must be > 0"):
+        make_plan(module, rates=[0])
