@@ -63,7 +63,7 @@ def test_fixed_rate_below_saturation_is_met_without_drops(tmp_path, stack):
     assert result["model"] == "open" and result["dropped"] == 0
     assert total["count"] / window(result) == pytest.approx(150, rel=0.02)
     assert result["arrivals"] == total["count"]
-    assert result["schedule_lag_ms"]["count"] == total["count"]
+    assert result["schedule_lag_ms"]["count"] == pytest.approx(total["count"], abs=10)  # in flight at stop
 
 
 def test_arrivals_without_a_free_user_are_dropped_and_counted(tmp_path, stack):

@@ -32,7 +32,7 @@ def short_run(stack, tmp_path_factory):
 def test_run_writes_complete_results(short_run):
     run, run_dir, stdout = short_run
     workload = get_module("scaling_reads").workload()
-    expected = [(s, v) for s, cfg in workload.SCENARIOS.items() for v in cfg["variants"]]
+    expected = [(s, v) for s in workload.DEFAULT_SCENARIOS for v in workload.SCENARIOS[s]["variants"]]
     assert [(p["scenario"], p["variant"]) for p in run["phases"]] == expected
     for phase in run["phases"]:
         assert phase["requests"] > 0 and phase["rps"] > 0
@@ -45,7 +45,9 @@ def test_run_writes_complete_results(short_run):
     assert 0 < ycsb["cache_aside"]["hit_ratio"] < 1
     assert run["summary"]["stampede"]["cache_aside"]["db_queries_per_expiry"] > 0
     assert {c["id"] for c in run["claims"]} == {c.id for c in workload.CLAIMS}
-    assert all(c["status"] in ("pass", "fail") and c["measured"] is not None for c in run["claims"])
+    for claim in run["claims"]:  # the open-model scenarios are not in the default run
+        ran = claim["scenario"] in workload.DEFAULT_SCENARIOS
+        assert (claim["status"] in ("pass", "fail") and claim["measured"] is not None) == ran, claim
     assert {(i["name"], i["variant"]) for i in run["invariants"]} >= {("lost_writes", "direct"),
                                                                      ("stale_reads", "cache_aside")}
     assert all(i["passed"] for i in run["invariants"])
@@ -106,7 +108,7 @@ def test_sweep_writes_curves_knees_and_open_model_phases(sweep_run):
     for phase in run["phases"]:
         assert phase["model"] == "open" and phase["dropped"] == 0
         assert phase["rps"] == pytest.approx(phase["rate"], rel=0.05)
-        assert phase["schedule_lag_ms"]["count"] == phase["requests"]
+        assert phase["schedule_lag_ms"]["count"] == pytest.approx(phase["requests"], abs=10)  # in flight at stop
     curve = run["curves"]["sweep"]
     assert curve["bound_ms"] == 100
     assert [p["rate"] for p in curve["variants"]["noop"]["points"]] == [60, 120]
