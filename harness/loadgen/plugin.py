@@ -103,6 +103,7 @@ class Plugin:
         # compose, or the next free port for local `--processes` workers. The master exports users.
         exporter.serve(settings.loadgen_metrics_host, settings.loadgen_metrics_port,
                        tries=settings.loadgen_metrics_ports)
+        exporter.DROPPED.labels(self.module, self.options.variant)  # a 0 series, so dashboards show the model
         if isinstance(environment.runner, WorkerRunner):
             return
         exporter.USERS.labels(self.module, self.options.variant).set_function(

@@ -41,6 +41,7 @@ LOAD_METRICS = {
     "harness_load_failures_total",
     "harness_load_request_duration_seconds",
     "harness_load_users",
+    "harness_load_dropped_arrivals_total",
     "harness_phase",
 }
 METRIC_NAME = re.compile(r"\b(?:harness|process)_[a-z_]+\b")
