@@ -77,45 +77,27 @@ def _pg_prepare(settings: Settings, data_dir: Path) -> None:
         return
     data_dir.mkdir(parents=True, exist_ok=True)
     _hand_to_service_user(data_dir)
-    command = [
-        _pg_binary("initdb"),
-        "-D",
-        str(data_dir),
-        "-U",
-        settings.pg_user,
-        "--auth=trust",
-        "--encoding=UTF8",
-        "--no-sync",
-    ]
+    command = [_pg_binary("initdb"), "-D", str(data_dir), "-U", settings.pg_user, "--auth=trust",
+               "--encoding=UTF8", "--no-sync"]
     done = subprocess.run(as_service_user(command), capture_output=True, text=True)
     if done.returncode != 0:
         raise StackError(f"initdb failed ({done.returncode}): {done.stderr.strip()[-800:]}")
 
 
 def _pg_command(settings: Settings, data_dir: Path) -> list[str]:
-    return [
-        _pg_binary("postgres"),
-        "-D",
-        str(data_dir),
-        "-p",
-        str(settings.pg_port),
-        "-c",
-        f"listen_addresses={settings.bind}",
-        "-c",
-        f"unix_socket_directories={data_dir}",
-        "-c",
-        "max_connections=200",
-        "-c",
-        "shared_buffers=256MB",
-        "-c",
-        "logging_collector=off",
-    ]
+    return [_pg_binary("postgres"), "-D", str(data_dir), "-p", str(settings.pg_port),
+            "-c", f"listen_addresses={settings.bind}", "-c", f"unix_socket_directories={data_dir}",
+            "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "logging_collector=off"]
+
+
+def _admin_dsn(settings: Settings) -> str:
+    """The server's own `postgres` database: it exists before the harness's does."""
+    return settings.pg_dsn.rsplit("/", 1)[0] + "/postgres"
 
 
 def _pg_healthy(settings: Settings) -> bool:
-    dsn = settings.pg_dsn.rsplit("/", 1)[0] + "/postgres"
     try:
-        with psycopg.connect(dsn, connect_timeout=2) as conn:
+        with psycopg.connect(_admin_dsn(settings), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
             return True
     except psycopg.Error:
@@ -123,8 +105,7 @@ def _pg_healthy(settings: Settings) -> bool:
 
 
 def _pg_create_database(settings: Settings) -> None:
-    dsn = settings.pg_dsn.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(_admin_dsn(settings), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
         if exists.fetchone() is None:
             conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
@@ -149,25 +130,9 @@ def _redis_binary() -> str:
 
 def _redis_command(settings: Settings, data_dir: Path) -> list[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        _redis_binary(),
-        "--bind",
-        settings.bind,
-        "--port",
-        str(settings.redis_port),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(data_dir),
-        "--daemonize",
-        "no",
-        "--maxmemory",
-        "2gb",
-        "--maxmemory-policy",
-        "allkeys-lru",
-    ]
+    return [_redis_binary(), "--bind", settings.bind, "--port", str(settings.redis_port), "--save", "",
+            "--appendonly", "no", "--dir", str(data_dir), "--daemonize", "no",
+            "--maxmemory", "2gb", "--maxmemory-policy", "allkeys-lru"]
 
 
 def _redis_healthy(settings: Settings) -> bool:
@@ -204,14 +169,9 @@ def _prometheus_command(settings: Settings, data_dir: Path) -> list[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir.parent / "prometheus.yml"
     config.write_text(json.dumps(prometheus_config(settings), indent=2))
-    return [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={data_dir}",
-        f"--web.listen-address={settings.bind}:{settings.prometheus_port}",
-        "--storage.tsdb.retention.time=15d",
-        "--web.enable-lifecycle",
-    ]
+    return [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address={settings.bind}:{settings.prometheus_port}",
+            "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"]
 
 
 def _http_ok(url: str) -> bool:
@@ -223,61 +183,24 @@ def _http_ok(url: str) -> bool:
 
 def _target_service(module: Module) -> Service:
     def command(settings: Settings, data_dir: Path) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            module.target_app,
-            "--app-dir",
-            str(settings.project_dir),
-            "--host",
-            settings.bind,
-            "--port",
-            str(module.port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        return [sys.executable, "-m", "uvicorn", module.target_app, "--app-dir", str(settings.project_dir),
+                "--host", settings.bind, "--port", str(module.port), "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--log-level", "warning"]
 
     def env(settings: Settings) -> dict[str, str]:
-        return {
-            "HARNESS_PG_DSN": settings.pg_dsn,
-            "HARNESS_REDIS_URL": settings.redis_url,
-            "HARNESS_PRODUCTS": str(settings.products),
-            "HARNESS_REVIEWS": str(settings.reviews),
-        }
+        return {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_REDIS_URL": settings.redis_url,
+                "HARNESS_PRODUCTS": str(settings.products), "HARNESS_REVIEWS": str(settings.reviews)}
 
-    return Service(
-        name=module.id,
-        port=lambda s: module.port,
-        command=command,
-        env=env,
-        healthy=lambda s: _http_ok(f"{s.target_url(module.port)}/healthz"),
-    )
+    return Service(module.id, lambda s: module.port, command, env=env,
+                   healthy=lambda s: _http_ok(f"{s.target_url(module.port)}/healthz"))
 
 
 SERVICES: dict[str, Service] = {
-    "postgres": Service(
-        "postgres",
-        lambda s: s.pg_port,
-        _pg_command,
-        _pg_healthy,
-        prepare=_pg_prepare,
-        stop_signal=signal.SIGINT,
-        needs_unprivileged_user=True,
-        after_start=_pg_create_database,
-    ),
+    "postgres": Service("postgres", lambda s: s.pg_port, _pg_command, _pg_healthy, prepare=_pg_prepare,
+                        stop_signal=signal.SIGINT, needs_unprivileged_user=True, after_start=_pg_create_database),
     "redis": Service("redis", lambda s: s.redis_port, _redis_command, _redis_healthy),
-    "prometheus": Service(
-        "prometheus",
-        lambda s: s.prometheus_port,
-        _prometheus_command,
-        lambda s: _http_ok(f"{s.prometheus_url}/-/ready"),
-    ),
+    "prometheus": Service("prometheus", lambda s: s.prometheus_port, _prometheus_command,
+                          lambda s: _http_ok(f"{s.prometheus_url}/-/ready")),
     **{m.id: _target_service(m) for m in MODULES.values()},
 }
 
