@@ -23,19 +23,13 @@ from harness.loadgen.recorder import ExactRecorder
 MAX_ARRIVALS = 50_000_000  # a bound on the loop; at 10k/s that is more than an hour
 
 
-def gaps(rate: float, poisson: bool, rng: random.Random) -> Callable[[], float]:
-    """Seconds until the next arrival: 1/rate, or exponential with mean 1/rate (Poisson arrivals)."""
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0 arrivals/s, got {rate}")
-    return (lambda: rng.expovariate(rate)) if poisson else (lambda: 1.0 / rate)
-
-
 class Arrivals:
     def __init__(self, rate: float, poisson: bool, recorder: ExactRecorder,
                  rate_fraction: Callable[[float], float | None] = lambda elapsed: 1.0,
                  on_drop: Callable[[], None] = lambda: None, seed: int | None = None,
                  stopping: Callable[[], bool] = lambda: False) -> None:
-        gaps(rate, poisson, random.Random())  # validates the rate
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 arrivals/s, got {rate}")
         self.rate, self.poisson, self.recorder = rate, poisson, recorder
         self.rate_fraction, self.on_drop, self.stopping = rate_fraction, on_drop, stopping
         self.rng = random.Random(seed)
@@ -65,7 +59,11 @@ class Arrivals:
             else:
                 self.recorder.tallies["dropped_arrivals"] += measured
                 self.on_drop()
-            due += gaps(self.rate * max(fraction, 1e-6), self.poisson, self.rng)()
+            due += self._gap(self.rate * max(fraction, 1e-6))
+
+    def _gap(self, rate: float) -> float:
+        """Seconds until the next arrival: 1/rate, or exponential with mean 1/rate (Poisson arrivals)."""
+        return self.rng.expovariate(rate) if self.poisson else 1.0 / rate
 
     def take(self) -> float:
         """Block until the next arrival; returns its intended start (epoch seconds)."""

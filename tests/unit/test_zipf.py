@@ -30,3 +30,16 @@ def test_bad_arguments():
         Zipfian(100, 1.5)
     with pytest.raises(ValueError, match="items"):
         Zipfian(1)
+
+
+def test_arrival_gaps_fixed_and_poisson():
+    from harness.loadgen.arrivals import Arrivals
+    from harness.loadgen.recorder import ExactRecorder
+
+    fixed = Arrivals(200, poisson=False, recorder=ExactRecorder())
+    assert {fixed._gap(200) for _ in range(10)} == {0.005}
+    poisson = Arrivals(200, poisson=True, recorder=ExactRecorder(), seed=3)
+    gaps = [poisson._gap(200) for _ in range(20_000)]
+    assert sum(gaps) / len(gaps) == pytest.approx(0.005, rel=0.03) and len(set(gaps)) > 19_000
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        Arrivals(0, poisson=False, recorder=ExactRecorder())
