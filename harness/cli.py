@@ -60,14 +60,12 @@ class RichProgress:
 
     def run_started(self, run_dir: Path, phases) -> None:
         console.print(f"run [bold]{run_dir.name}[/]: {len(phases)} phases, writing {run_dir}")
-        self.total = sum(p.duration_s + p.warmup_s + 4 for p in phases)
         self.bar.start()
-        self.task = self.bar.add_task("starting", total=self.total)
+        self.task = self.bar.add_task("starting", total=sum(p.duration_s + p.warmup_s + 4 for p in phases))
 
     def phase_started(self, spec) -> None:
         self.bar.update(self.task, description=f"phase {spec.index} {spec.scenario}/{spec.variant} "
                                                f"rep {spec.repetition} ({spec.users} users)")
-        self.spec_budget = spec.duration_s + spec.warmup_s + 4
 
     def tick(self) -> None:
         self.bar.advance(self.task, 0.25)
