@@ -25,7 +25,8 @@ import psycopg
 import redis
 import requests
 
-from harness.modules import MODULES, Module
+from harness.modules import modules
+from harness.spec import ModuleSpec
 from harness.settings import Settings
 
 
@@ -145,7 +146,7 @@ def _redis_healthy(settings: Settings) -> bool:
 def prometheus_config(settings: Settings) -> dict:
     """Scrape config for the embedded stack; JSON is valid YAML, so no YAML writer is needed."""
     interval = f"{settings.scrape_interval_s:g}s"
-    targets = [f"{settings.bind}:{m.port}" for m in MODULES.values()]
+    targets = [f"{settings.bind}:{settings.module_port(m.port)}" for m in modules().values()]
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
@@ -181,18 +182,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _target_service(module: Module) -> Service:
+def _target_service(module: ModuleSpec) -> Service:
     def command(settings: Settings, data_dir: Path) -> list[str]:
         return [sys.executable, "-m", "uvicorn", module.target_app, "--app-dir", str(settings.project_dir),
-                "--host", settings.bind, "--port", str(module.port), "--loop", "uvloop", "--http", "httptools",
+                "--host", settings.bind, "--port", str(settings.module_port(module.port)), "--loop", "uvloop", "--http", "httptools",
                 "--no-access-log", "--log-level", "warning"]
 
     def env(settings: Settings) -> dict[str, str]:
-        return {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_REDIS_URL": settings.redis_url,
-                "HARNESS_PRODUCTS": str(settings.products), "HARNESS_REVIEWS": str(settings.reviews)}
+        return {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_REDIS_URL": settings.redis_url}
 
-    return Service(module.id, lambda s: module.port, command, env=env,
-                   healthy=lambda s: _http_ok(f"{s.target_url(module.port)}/healthz"))
+    return Service(module.id, lambda s: s.module_port(module.port), command, env=env,
+                   healthy=lambda s: _http_ok(f"{s.target_url(module.id, module.port)}/healthz"))
 
 
 SERVICES: dict[str, Service] = {
@@ -201,7 +201,7 @@ SERVICES: dict[str, Service] = {
     "redis": Service("redis", lambda s: s.redis_port, _redis_command, _redis_healthy),
     "prometheus": Service("prometheus", lambda s: s.prometheus_port, _prometheus_command,
                           lambda s: _http_ok(f"{s.prometheus_url}/-/ready")),
-    **{m.id: _target_service(m) for m in MODULES.values()},
+    **{m.id: _target_service(m) for m in modules().values()},
 }
 
 
@@ -258,6 +258,6 @@ def _hand_to_service_user(path: Path) -> None:
     path.chmod(0o700)
 
 
-def services_for(module: Module) -> list[str]:
+def services_for(module: ModuleSpec) -> list[str]:
     """What a module needs, in start order: its stores, Prometheus, then its target."""
     return [*module.services, "prometheus", module.id]

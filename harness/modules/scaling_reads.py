@@ -1,0 +1,150 @@
+"""Scaling Reads: a product catalogue read straight from PostgreSQL or through a Redis cache.
+
+The module's one declaration (see docs/adding-a-module.md): the locustfile and the CLI read it;
+`targets/scaling_reads.py` serves the same variants under `/<variant>/...` (the contract test checks).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from harness.claims import Claim
+from harness.spec import Fault, InvariantSpec, Load, ModuleSpec, Scenario, ServerMetric, Sweep, Variant
+
+
+class Settings(BaseSettings):
+    """HARNESS_SCALING_READS_*; the target reads the same variables (targets/scaling_reads.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="HARNESS_SCALING_READS_", extra="ignore")
+
+    products: int = Field(default=100_000, ge=100, description="catalogue size; the claims were set on it")
+    reviews: int = Field(default=1_000_000, ge=100)
+    cache_ttl_s: int = Field(default=300, ge=1)
+
+
+CACHED = ("cache_aside", "cache_aside_singleflight", "cache_aside_lease")
+PRODUCT_READ = "GET /products/[id]"
+
+SPEC = ModuleSpec(
+    id="scaling_reads",
+    title="Scaling Reads",
+    port=18101,
+    services=("postgres", "redis"),
+    settings=Settings,
+    variants=(
+        Variant(name="direct", sentence="every read queries PostgreSQL"),
+        Variant(name="cache_aside",
+                sentence="Redis first; on a miss PostgreSQL, then SET with a TTL; writes invalidate the key"),
+        Variant(name="cache_aside_singleflight",
+                sentence="cache_aside, plus one recompute per key at a time; the others wait for it"),
+        Variant(name="cache_aside_lease",
+                sentence="cache_aside with leases (Scaling Memcache, NSDI 2013): a miss takes a token, a write "
+                         "invalidates it, and a SET needs a valid token, so a stale value is never cached"),
+        Variant(name="noop", sentence="no I/O at all: the floor, showing what the pattern's own code costs"),
+    ),
+    default_variants=("direct", "cache_aside", "cache_aside_singleflight"),
+    scenarios=(
+        Scenario(name="ycsb", description="YCSB-style: zipfian popularity (0.99) over the catalogue, 95% reads"),
+        Scenario(name="stampede", description="every user reads the hottest product while its entry expires "
+                 "every 200 ms", variants=("cache_aside", "cache_aside_singleflight"),
+                 users=32, duration_s=10, warmup_s=2),
+        Scenario(name="consistency", description="write-heavy (30% writes) on the 1,000 hottest products; then "
+                 "every cached entry is compared with its row", variants=CACHED,
+                 users=32, duration_s=15, warmup_s=2, options=("--write-ratio", "0.3", "--key-space", "1000")),
+        Scenario(name="redis_outage", description="Redis is killed for 5 s mid-window; cached variants must "
+                 "serve from PostgreSQL and recover without a restart",
+                 variants=("cache_aside", "cache_aside_singleflight"), users=16, duration_s=20, warmup_s=3,
+                 faults=(Fault(service="redis", action="kill", at_s=6, duration_s=5),)),
+        Scenario(name="fixed_rate", description="open model at a rate every variant serves",
+                 loads=(Load(name="open", rate=250, users=200),), duration_s=15, warmup_s=5),
+        Scenario(name="sweep", description="open model, rising rates per variant until p99 > 100 ms",
+                 sweep=Sweep(start_rate=150, factor=1.5, max_steps=8, p99_bound_ms=100, users=300),
+                 duration_s=8, warmup_s=3),
+        Scenario(name="stall", description="the target is frozen (SIGSTOP) for 2 s mid-window, under the "
+                 "closed and the open model: coordinated omission, shown", variants=("noop",),
+                 loads=(Load(name="closed", rate=0, users=8), Load(name="open", rate=200, users=600)),
+                 duration_s=12, warmup_s=2,
+                 faults=(Fault(service="scaling_reads", action="stop", at_s=5, duration_s=2),)),
+    ),
+    default_scenarios=("ycsb", "stampede"),
+    main_scenario="ycsb",
+    latency_of=PRODUCT_READ,
+    server_metrics=(
+        ServerMetric(name="hit_ratio", label="hit ratio", format="percent",
+                     numerator='harness_cache_lookups_total{result="hit"}',
+                     denominator="harness_cache_lookups_total"),
+        ServerMetric(name="db_queries_per_read", label="DB queries/read",
+                     numerator='harness_db_queries_total{kind="read"}',
+                     denominator='harness_http_request_duration_seconds_count{endpoint="GET /products/{product_id}"}'),
+        ServerMetric(name="db_queries_per_expiry", label="DB queries/expiry",
+                     numerator='harness_db_queries_total{kind="read"}',
+                     denominator='harness_cache_invalidations_total{reason="expire"}'),
+        ServerMetric(name="cache_errors", label="cache errors", kind="increase",
+                     numerator="harness_cache_errors_total"),
+    ),
+    invariants=(
+        InvariantSpec(name="lost_writes", sentence="every review the target acknowledged is in PostgreSQL, by id"),
+        InvariantSpec(name="duplicate_writes", sentence="no acknowledged review is in PostgreSQL twice"),
+        InvariantSpec(name="stale_reads", sentence="a read right after a write through the same variant sees it"),
+        InvariantSpec(name="stale_entries", sentence="after the writes settle, no cached entry differs from its "
+                      "row in PostgreSQL", enforced_for=("cache_aside_lease",)),
+    ),
+    columns=("rps", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "failures", "hit_ratio", "db_queries_per_read",
+             "cpu_ms_per_request", "load_cpu_us_per_request", "db_queries_per_expiry", "cache_errors",
+             "fault_availability", "recovery_s", "stale_entries", "target_rate", "dropped", "service_p99_ms",
+             "schedule_lag_p99_ms", "knee_rate"),
+    compare=("rps", "p50_ms", "p95_ms", "p99_ms", "hit_ratio", "db_queries_per_read", "db_queries_per_expiry"),
+    progress=("hit_ratio",),
+    bar_plots=("hit_ratio",),
+    # Thresholds hold with margin on a shared 2-core machine where the load generator, the target,
+    # PostgreSQL and Redis compete for the same cores (see README for the runs they were set from).
+    claims=(
+        Claim("cache_throughput", "A cache in front of the database multiplies read throughput.",
+              "rps", "cache_aside", ">=", 1.5, baseline="direct", scenario="ycsb"),
+        Claim("cache_p50", "Cache-aside cuts read latency: the median read is far faster.",
+              "p50_ms", "cache_aside", "<=", 0.6, baseline="direct", scenario="ycsb"),
+        Claim("cache_p95", "Cache-aside cuts read latency at p95 too.",
+              "p95_ms", "cache_aside", "<=", 0.75, baseline="direct", scenario="ycsb"),
+        Claim("cache_p99", "The tail improves least: misses still pay the database's price, so p99 drops "
+              "less than the median.", "p99_ms", "cache_aside", "<=", 0.9, baseline="direct", scenario="ycsb"),
+        Claim("hit_ratio", "With zipfian popularity, a cache starting cold serves most reads within half a minute.",
+              "hit_ratio", "cache_aside", ">=", 0.5, scenario="ycsb"),
+        Claim("db_offload", "The cache takes most reads off the database.",
+              "db_queries_per_read", "cache_aside", "<=", 0.5, scenario="ycsb"),
+        Claim("stampede", "Without stampede protection an expiring hot key sends a burst of identical queries "
+              "to the database; single-flight sends one.", "db_queries_per_expiry", "cache_aside_singleflight",
+              "<=", 0.25, baseline="cache_aside", scenario="stampede"),
+        Claim("stampede_one_query", "Single-flight recomputes an expired key once.",
+              "db_queries_per_expiry", "cache_aside_singleflight", "<=", 1.5, scenario="stampede"),
+        Claim("stampede_tail", "A stampede shows in the tail latency of every reader of the hot key; "
+              "single-flight keeps it short.", "p99_ms", "cache_aside_singleflight", "<=", 0.5,
+              baseline="cache_aside", scenario="stampede"),
+        Claim("lease_consistent", "Leases close cache-aside's invalidation race: no stale entry survives a "
+              "write-heavy phase.", "stale_entries", "cache_aside_lease", "==", 0, scenario="consistency"),
+        Claim("outage_available", "A dead cache means slower, not down: cache-aside keeps answering from "
+              "PostgreSQL while Redis is gone.", "fault_availability", "cache_aside", ">=", 0.99,
+              scenario="redis_outage"),
+        Claim("outage_available_singleflight", "Single-flight keeps answering without Redis too.",
+              "fault_availability", "cache_aside_singleflight", ">=", 0.99, scenario="redis_outage"),
+        Claim("outage_recovery", "When Redis is back, cache-aside recovers by itself, within seconds.",
+              "recovery_s", "cache_aside", "<=", 10, scenario="redis_outage"),
+        # Open model: latency timed from each arrival's intended start (no coordinated omission).
+        Claim("fixed_rate_p95", "At a fixed rate the database can still serve, the cache cuts the p95 of reads.",
+              "p95_ms", "cache_aside", "<=", 0.4, baseline="direct", scenario="fixed_rate"),
+        Claim("fixed_rate_p99", "At that rate the cache cuts the p99 too: hot keys stop queueing behind "
+              "aggregates.", "p99_ms", "cache_aside", "<=", 0.6, baseline="direct", scenario="fixed_rate"),
+        Claim("knee", "A cache moves the knee: the arrival rate a service holds within its latency bound rises.",
+              "knee_rate", "cache_aside", ">=", 1.5, baseline="direct", scenario="sweep"),
+        Claim("stall_open", "Timed from each arrival's intended start, a 2 s server stall shows in p99 as wrk2's "
+              "arithmetic predicts (about 2 s - 1% of the window).", "p99_ms", "noop", ">=", 1000,
+              scenario="stall.open"),
+        Claim("stall_closed", "The closed model hides the same stall: its users stop sending while the server "
+              "is frozen (coordinated omission), so its p99 stays near normal.", "p99_ms", "noop", "<=", 250,
+              scenario="stall.closed"),
+        Claim("stale_reads", "Invalidating on write means a read after the write sees it.",
+              "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
+        Claim("stale_reads_singleflight", "Single-flight keeps read-your-write after invalidation.",
+              "stale_reads", "cache_aside_singleflight", "==", 0, scenario="ycsb"),
+    ),
+)

@@ -1,0 +1,272 @@
+"""The module contract: one typed spec per curriculum module, validated when it loads.
+
+A module declares itself once, as data, in `harness/modules/<id>.py` (`SPEC = ModuleSpec(...)`):
+its variants, scenarios (loads, faults, error budget), claims, server metrics, summary columns,
+invariants and settings. The CLI, the run pipeline and the report read only this; the locustfile
+imports it for its variants, scenarios and claims; the target (which imports nothing from harness/)
+keeps its own routes, and the contract test proves they match. Nothing here imports Locust.
+
+Validation errors name the field: `scaling_reads: scenarios.1.loads.0.rate: Input should be >= 0`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings
+
+from harness.claims import Claim
+
+ID = r"^[a-z][a-z0-9_]*$"
+# Metrics every run measures for every variant, whatever the module: claims and columns may name them.
+GENERIC_METRICS: dict[str, tuple[str, str]] = {  # key -> (label, format)
+    "rps": ("rps", "num"), "p50_ms": ("p50 ms", "num"), "p95_ms": ("p95 ms", "num"), "p99_ms": ("p99 ms", "num"),
+    "p999_ms": ("p99.9 ms", "num"), "max_ms": ("max ms", "num"), "requests": ("requests", "num"),
+    "failures": ("failures", "num"), "failure_ratio": ("failure ratio", "percent"),
+    "cpu_ms_per_request": ("server CPU ms/req", "num"), "load_cpu_us_per_request": ("load-gen CPU us/req", "num"),
+    "target_rate": ("target rate/s", "num"), "dropped": ("dropped arrivals", "num"),
+    "service_p99_ms": ("service p99 ms", "num"), "schedule_lag_p99_ms": ("schedule lag p99 ms", "num"),
+    "knee_rate": ("knee rate/s", "num"),
+    # phases with a fault: share of requests answered without error while it lasted, and seconds from
+    # its end until the per-second throughput is back to its pre-fault median with no failures
+    "fault_availability": ("availability during fault", "percent"), "recovery_s": ("recovery s", "num"),
+}
+DEFAULT_COLUMNS = ("rps", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "failures", "cpu_ms_per_request",
+                   "load_cpu_us_per_request", "target_rate", "dropped", "service_p99_ms", "schedule_lag_p99_ms",
+                   "knee_rate")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Variant(_Frozen):
+    name: str = Field(pattern=ID)
+    sentence: str = Field(min_length=1, description="what this variant stands for, in one sentence")
+
+
+class Load(_Frozen):
+    """One load a scenario runs under: the closed model (rate 0) or an arrival rate (open model)."""
+
+    name: str = Field(pattern=ID, description="stable name; claims say `<scenario>.<name>`")
+    rate: float = Field(default=0.0, ge=0, description="arrivals/s; 0 is the closed model")
+    users: int | None = Field(default=None, ge=1, description="closed: the users; open: the pool serving arrivals")
+
+
+class Sweep(_Frozen):
+    """Rising arrival rates per variant until its p99 bound breaks: each variant's knee on this machine."""
+
+    start_rate: float = Field(default=100.0, gt=0)
+    factor: float = Field(default=1.5, gt=1)
+    max_steps: int = Field(default=8, ge=2, le=30)
+    p99_bound_ms: float = Field(default=100.0, gt=0)
+    users: int = Field(default=300, ge=1)
+    time_cap_s: float = Field(default=300.0, gt=0, description="the whole sweep stops rising after this")
+
+
+class Fault(_Frozen):
+    """At second `at_s` of the measured window, kill / stop (SIGSTOP) / restart a service of the stack
+    for `duration_s` seconds; run by the stack that owns the pid, recorded in run.json."""
+
+    service: str = Field(pattern=ID, description="a service of the module's stack, or the module's target")
+    action: Literal["kill", "stop", "restart"]
+    at_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0, le=600)
+
+
+class Scenario(_Frozen):
+    name: str = Field(pattern=ID)
+    description: str = ""
+    variants: tuple[str, ...] | None = Field(default=None, description="None: every variant of the module")
+    users: int | None = Field(default=None, ge=1)
+    duration_s: float | None = Field(default=None, gt=0)
+    warmup_s: float | None = Field(default=None, ge=0)
+    loads: tuple[Load, ...] = Field(default=(), description="empty: one closed-model load at the run's users")
+    sweep: Sweep | None = None
+    error_budget: float = Field(default=0.01, ge=0, le=1, description="failed share of requests a phase may have")
+    faults: tuple[Fault, ...] = ()
+    options: tuple[str, ...] = Field(default=(), description="extra Locust arguments for this scenario's phases")
+
+    @model_validator(mode="after")
+    def _one_kind_of_load(self) -> Scenario:
+        if self.sweep is not None and self.loads:
+            raise ValueError("a scenario has either loads or a sweep, not both")
+        names = [load.name for load in self.loads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"load names must be unique, got {names}")
+        return self
+
+
+class ServerMetric(_Frozen):
+    """A server-side number per variant over each phase's measured window, from Prometheus.
+
+    kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
+    one counter; kind "gauge": a gauge reduced over the window (max, min, avg or last).
+    Selectors are plain metric selectors; `module` and `variant` labels are added to each.
+    """
+
+    name: str = Field(pattern=ID)
+    label: str = Field(min_length=1)
+    unit: str = ""
+    kind: Literal["ratio", "increase", "gauge"] = "ratio"
+    numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
+    denominator: str | None = None
+    reduce: Literal["max", "min", "avg", "last"] = "max"
+    format: Literal["num", "percent"] = "num"
+
+    @model_validator(mode="after")
+    def _denominator_for_ratio(self) -> ServerMetric:
+        if (self.kind == "ratio") != (self.denominator is not None):
+            raise ValueError("a ratio needs a denominator, and only a ratio has one")
+        return self
+
+
+class InvariantSpec(_Frozen):
+    """A correctness check run against the real stores after every phase (registered by the locustfile).
+
+    A variant outside `enforced_for` does not claim it (a naive baseline): its violations are reported
+    as the finding and do not fail the run.
+    """
+
+    name: str = Field(pattern=ID)
+    sentence: str = Field(min_length=1)
+    enforced_for: tuple[str, ...] | None = Field(default=None, description="None: every variant")
+
+    def enforced(self, variant: str) -> bool:
+        return self.enforced_for is None or variant in self.enforced_for
+
+
+@dataclass(frozen=True)
+class InvariantResult:
+    """What an invariant check returns for one phase. `value` counts violations (0 when it held)."""
+
+    name: str
+    value: float
+    expected: str
+    passed: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Process(_Frozen):
+    """A module's own process beside its target (a consumer, a publisher), started after it."""
+
+    name: str = Field(pattern=ID)
+    app: str = Field(pattern=r"^[\w.]+$", description="python -m <app>, from the project directory")
+    port: int | None = Field(default=None, ge=1, le=65535, description="health is GET /healthz here, if set")
+
+
+class ModuleSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    id: str = Field(pattern=ID)
+    title: str = Field(min_length=1)
+    port: int = Field(ge=1024, le=65535, description="the target's port on the embedded stack")
+    services: tuple[str, ...] = Field(description="stores the target needs, in start order")
+    processes: tuple[Process, ...] = ()
+    variants: tuple[Variant, ...] = Field(min_length=1)
+    default_variants: tuple[str, ...] = ()
+    scenarios: tuple[Scenario, ...] = Field(min_length=1)
+    default_scenarios: tuple[str, ...] = ()
+    main_scenario: str = Field(default="", description="the one the report's plots show; default: the first")
+    latency_of: str = Field(default="Aggregated", description="the request whose latency the claims speak of")
+    claims: tuple[Claim, ...] = ()
+    server_metrics: tuple[ServerMetric, ...] = ()
+    invariants: tuple[InvariantSpec, ...] = ()
+    columns: tuple[str, ...] = DEFAULT_COLUMNS
+    compare: tuple[str, ...] = ("rps", "p50_ms", "p95_ms", "p99_ms")
+    progress: tuple[str, ...] = Field(default=(), description="metrics printed in the CLI's line per phase")
+    bar_plots: tuple[str, ...] = Field(default=(), description="metrics drawn as one bar chart each")
+    settings: type[BaseSettings] | None = Field(default=None, description="the module's own HARNESS_<ID>_* knobs")
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> ModuleSpec:
+        variants, scenarios = self.variant_names, {s.name: s for s in self.scenarios}
+        metrics = {**GENERIC_METRICS, **{m.name: m for m in self.server_metrics},
+                   **{i.name: i for i in self.invariants}}
+        problems = []
+
+        def need(what: str, names, known) -> None:
+            problems.extend(f"{what}: unknown {n!r} (known: {', '.join(known)})" for n in names if n not in known)
+
+        for field, names in (("variants", [v.name for v in self.variants]),
+                             ("scenarios", list(scenarios)), ("claims", [c.id for c in self.claims]),
+                             ("server_metrics", [m.name for m in self.server_metrics])):
+            if len(set(names)) != len(names):
+                problems.append(f"{field}: names must be unique, got {names}")
+        need("default_variants", self.default_variants, variants)
+        need("default_scenarios", self.default_scenarios, scenarios)
+        if self.main_scenario:
+            need("main_scenario", [self.main_scenario], scenarios)
+        for scenario in self.scenarios:
+            need(f"scenarios.{scenario.name}.variants", scenario.variants or (), variants)
+            services = (*self.services, self.id, *(p.name for p in self.processes))
+            need(f"scenarios.{scenario.name}.faults.service", [f.service for f in scenario.faults], services)
+        for claim in self.claims:
+            scenario_name, _, load = claim.scenario.partition(".")
+            need(f"claims.{claim.id}.scenario", [scenario_name], scenarios)
+            if scenario_name in scenarios:
+                scenario = scenarios[scenario_name]
+                if load:
+                    need(f"claims.{claim.id}.scenario load", [load], [x.name for x in scenario.loads])
+                elif len(scenario.loads) > 1:
+                    problems.append(f"claims.{claim.id}.scenario: {scenario_name} has several loads; say "
+                                    f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
+                need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
+            need(f"claims.{claim.id}.metric", [claim.metric], metrics)
+        for invariant in self.invariants:
+            need(f"invariants.{invariant.name}.enforced_for", invariant.enforced_for or (), variants)
+        for field in ("columns", "compare", "progress", "bar_plots"):
+            need(field, getattr(self, field), metrics)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- derived views -----------------------------------------------------------------------
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def scenario(self, name: str) -> Scenario:
+        for scenario in self.scenarios:
+            if scenario.name == name:
+                return scenario
+        raise KeyError(name)
+
+    def scenario_variants(self, name: str) -> list[str]:
+        return list(self.scenario(name).variants or self.variant_names)
+
+    @property
+    def target_app(self) -> str:
+        return f"targets.{self.id}:app"
+
+    @property
+    def env_prefix(self) -> str:
+        """Module settings are read from HARNESS_<ID>_* by the module itself (target and locustfile)."""
+        return f"HARNESS_{self.id.upper()}_"
+
+    def metric_label(self, key: str) -> tuple[str, str]:
+        """(label, format) of a summary metric: generic, server-side or invariant."""
+        if key in GENERIC_METRICS:
+            return GENERIC_METRICS[key]
+        for metric in self.server_metrics:
+            if metric.name == key:
+                return (f"{metric.label} ({metric.unit})" if metric.unit else metric.label), metric.format
+        return key.replace("_", " "), "num"
+
+    def presentation(self) -> dict:
+        """What the report needs of the spec, stored in run.json so a run re-renders on its own."""
+        return {"main_scenario": self.main_scenario or (self.default_scenarios or [self.scenarios[0].name])[0],
+                "columns": [[k, *self.metric_label(k)] for k in self.columns],
+                "compare": list(self.compare), "progress": list(self.progress),
+                "bar_plots": [[k, *self.metric_label(k)] for k in self.bar_plots],
+                "variants": {v.name: v.sentence for v in self.variants}}
+
+
+def module_id_ok(value: str) -> bool:
+    return re.fullmatch(ID, value) is not None
