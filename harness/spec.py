@@ -153,6 +153,17 @@ class InvariantResult:
         return asdict(self)
 
 
+class LinePlot(_Frozen):
+    """Metrics against a parameter that differs between scenarios (a workload option such as the number
+    of hot rows): one line per variant, one point per scenario (or `scenario.load`) the run measured."""
+
+    title: str = Field(min_length=1)
+    x_label: str = Field(min_length=1)
+    x: tuple[tuple[str, float], ...] = Field(min_length=2, description="(scenario or scenario.load, x value)")
+    metrics: tuple[str, ...] = Field(min_length=1, description="one panel each, y against x")
+    log_x: bool = False
+
+
 class Process(_Frozen):
     """A module's own process beside its target (a consumer, a publisher), started after it."""
 
@@ -182,6 +193,7 @@ class ModuleSpec(BaseModel):
     compare: tuple[str, ...] = ("rps", "p50_ms", "p95_ms", "p99_ms")
     progress: tuple[str, ...] = Field(default=(), description="metrics printed in the CLI's line per phase")
     bar_plots: tuple[str, ...] = Field(default=(), description="metrics drawn as one bar chart each")
+    line_plots: tuple[LinePlot, ...] = Field(default=(), description="metrics against a per-scenario parameter")
     settings: type[BaseSettings] | None = Field(default=None, description="the module's own HARNESS_<ID>_* knobs")
 
     @model_validator(mode="after")
@@ -223,6 +235,9 @@ class ModuleSpec(BaseModel):
             need(f"invariants.{invariant.name}.enforced_for", invariant.enforced_for or (), variants)
         for field in ("columns", "compare", "progress", "bar_plots"):
             need(field, getattr(self, field), metrics)
+        for plot in self.line_plots:
+            need("line_plots.x", [group.partition(".")[0] for group, _ in plot.x], scenarios)
+            need("line_plots.metrics", plot.metrics, metrics)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -265,6 +280,8 @@ class ModuleSpec(BaseModel):
                 "columns": [[k, *self.metric_label(k)] for k in self.columns],
                 "compare": list(self.compare), "progress": list(self.progress),
                 "bar_plots": [[k, *self.metric_label(k)] for k in self.bar_plots],
+                "line_plots": [{"title": p.title, "x_label": p.x_label, "x": [list(x) for x in p.x], "log_x": p.log_x,
+                                "metrics": [[k, *self.metric_label(k)] for k in p.metrics]} for p in self.line_plots],
                 "variants": {v.name: v.sentence for v in self.variants}}
 
 

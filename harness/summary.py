@@ -1,17 +1,23 @@
 """From phase results to the run summary: pure functions, tested without services.
 
-A phase's latency percentiles come from its exact histogram of the module's main request (the one
-its claims are about); a variant's summary is the median over its repetitions, and its percentile
-spectrum comes from the histograms of all its repetitions added together.
+Latency percentiles and throughput are over successful responses only (the load generator keeps
+failures out of its histograms and counts them by reason beside). A phase's percentiles come from
+the exact histogram of the module's main request (the one its claims are about); a variant's
+summary is the median over its repetitions, and its percentile spectrum comes from the histograms
+of all its repetitions added together. The summary is keyed by group: "<scenario>" or
+"<scenario>.<load>". A swept group's summary is each variant's knee (harness/sweep.py).
 """
 
 from __future__ import annotations
 
-import statistics
+from collections import Counter
 
+from harness import censored
 from harness.loadgen.recorder import AGGREGATE, decode, merge, spectrum, summarize
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+FAULT_METRICS = ("fault_availability", "recovery_s")
+median = censored.median
 
 
 def phase_latency(exact: dict, request_name: str | None) -> dict:
@@ -22,36 +28,38 @@ def phase_latency(exact: dict, request_name: str | None) -> dict:
 def exact_window(exact: dict) -> float:
     """Seconds from the first measured request's (intended) start to the last one's completion."""
     start = exact.get("first_start") or exact["measured_start"]
-    return (exact.get("last_completion") or exact.get("measured_end") or exact["end"]) - start
+    return (exact.get("last_completion") or exact["end"]) - start
 
 
-def phase_counts(exact: dict) -> tuple[int, int, float | None]:
+def phase_counts(exact: dict) -> dict:
+    """Successes, failures by reason, the failed share of all attempts, successful requests/s."""
     total = exact["requests"].get(AGGREGATE, {})
     count, failures = total.get("count", 0), total.get("failures", 0)
-    window = exact_window(exact)
-    return count, failures, (count / window if window > 0 else None)
+    window, attempts = exact_window(exact), count + failures
+    return {"requests": count, "failures": failures, "errors": dict(total.get("errors") or {}),
+            "failure_ratio": failures / attempts if attempts else None,
+            "rps": count / window if attempts and window > 0 else None}
 
 
 def timeline(exact: dict) -> list[list[float]]:
-    """[seconds since phase start, requests completed in that second], warm-up included."""
-    start = exact["start"]
-    return [[int(second) - int(start), count] for second, count in exact.get("completions_per_second", {}).items()]
-
-
-def median(values) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
+    """[seconds since phase start, successful, failed] per second of completions, warm-up included."""
+    start, failed = int(exact["start"]), {int(k): v for k, v in (exact.get("failures_per_second") or {}).items()}
+    return [[int(second) - start, count - failed.get(int(second), 0), failed.get(int(second), 0)]
+            for second, count in exact.get("completions_per_second", {}).items()]
 
 
 def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
-    """Medians over a variant's repetitions, with invariants summed (a violation anywhere counts)."""
+    """Medians over a variant's repetitions, with failures and invariants summed (a violation anywhere
+    counts)."""
+    requests, failures = sum(p["requests"] for p in phases), sum(p["failures"] for p in phases)
+    errors = sum((Counter(p.get("errors") or {}) for p in phases), Counter())
     summary = {
-        "repetitions": len(phases),
-        "requests": sum(p["requests"] for p in phases),
-        "failures": sum(p["failures"] for p in phases),
+        "repetitions": len(phases), "requests": requests, "failures": failures, "errors": dict(errors),
+        "failure_ratio": failures / (requests + failures) if requests + failures else None,
         "rps": median(p["rps"] for p in phases),
         **{f"{k}_ms": median(p["latency_ms"].get(k) for p in phases) for k in ("p50", "p95", "p99", "p999")},
-        "max_ms": max((p["latency_ms"].get("max") or 0 for p in phases), default=None),
+        "max_ms": max((p["latency_ms"]["max"] for p in phases if p["latency_ms"].get("max") is not None),
+                      default=None),
         "load_cpu_us_per_request": median(p.get("load_cpu_us_per_request") for p in phases),
     }
     if any(p.get("model") == "open" for p in phases):
@@ -59,9 +67,11 @@ def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
         summary["dropped"] = sum(p.get("dropped") or 0 for p in phases)
         summary["schedule_lag_p99_ms"] = median((p.get("schedule_lag_ms") or {}).get("p99") for p in phases)
         summary["service_p99_ms"] = median((p.get("service_latency_ms") or {}).get("p99") for p in phases)
-    summary["failure_ratio"] = summary["failures"] / summary["requests"] if summary["requests"] else None
     for key in sorted({k for p in phases for k in p.get("server", {})}):
         summary[key] = median(p["server"].get(key) for p in phases)
+    for key in FAULT_METRICS:
+        if any(key in p for p in phases):
+            summary[key] = median(p.get(key) for p in phases)
     for phase in phases:
         for inv in phase.get("invariants", []):
             summary[inv["name"]] = summary.get(inv["name"], 0) + inv["value"]
@@ -71,63 +81,42 @@ def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
     return summary
 
 
-def summarize_run(phases: list[dict], histograms: dict[int, str]) -> dict:
-    """{scenario: {variant: summary}} in the order the phases ran."""
+def summarize_run(phases: list[dict], histograms: dict[int, str], curves: dict | None = None) -> dict:
+    """{group: {variant: summary}} in the order the phases ran; swept groups carry each knee."""
     grouped: dict[str, dict[str, list[dict]]] = {}
     for phase in phases:
-        if phase.get("error"):
-            continue
-        group = phase.get("group") or phase["scenario"]
-        grouped.setdefault(group, {}).setdefault(phase["variant"], []).append(phase)
-    return {scenario: {variant: summarize_variant(ps, [histograms.get(p["index"], "") for p in ps])
-                       for variant, ps in variants.items()}
-            for scenario, variants in grouped.items()}
+        if not phase.get("error"):
+            grouped.setdefault(phase.get("group") or phase["scenario"], {}).setdefault(
+                phase["variant"], []).append(phase)
+    summary = {}
+    for group, variants in grouped.items():
+        if group in (curves or {}):
+            summary[group] = {v: _swept(ps, curves[group]["variants"].get(v) or {}) for v, ps in variants.items()}
+        else:
+            summary[group] = {v: summarize_variant(ps, [histograms.get(p["index"], "") for p in ps])
+                              for v, ps in variants.items()}
+    return summary
 
 
-def curves(phases: list[dict], bound_ms: float) -> dict:
-    """Latency-vs-throughput per variant for each scenario run at several rates, and each knee:
-    the highest rate up to which p99 stays within `bound_ms`, nothing is dropped and the achieved
-    rate is within 5% of the target."""
-    by_scenario: dict[str, dict[str, dict[float, list[dict]]]] = {}
-    for phase in phases:
-        if not phase.get("error") and phase.get("rate") and phase.get("group", "").startswith(f"{phase['scenario']}@"):
-            by_scenario.setdefault(phase["scenario"], {}).setdefault(phase["variant"], {}).setdefault(
-                phase["rate"], []).append(phase)
-    result = {}
-    for scenario, variants in by_scenario.items():
-        if all(len(by_rate) < 2 for by_rate in variants.values()):
-            continue  # one open-model rate (beside a closed run, say) is a point, not a curve
-        result[scenario] = {"bound_ms": bound_ms, "variants": {}}
-        for variant, by_rate in variants.items():
-            points = [{"rate": rate, "achieved": median(p["rps"] for p in reps),
-                       "p99_ms": median(p["latency_ms"].get("p99") for p in reps),
-                       "dropped": sum(p.get("dropped") or 0 for p in reps)}
-                      for rate, reps in sorted(by_rate.items())]
-            result[scenario]["variants"][variant] = {"points": points, "knee_rate": _knee(points, bound_ms)}
-    return result
-
-
-def _knee(points: list[dict], bound_ms: float) -> float | None:
-    knee = None
-    for point in points:  # rising rates; the first one that does not hold ends the search
-        if (point["p99_ms"] is None or point["p99_ms"] > bound_ms or point["dropped"]
-                or (point["achieved"] or 0) < 0.95 * point["rate"]):
-            break
-        knee = point["rate"]
-    return knee
+def _swept(phases: list[dict], curve: dict) -> dict:
+    requests, failures = sum(p["requests"] for p in phases), sum(p["failures"] for p in phases)
+    return {"repetitions": len({p["repetition"] for p in phases}), "requests": requests, "failures": failures,
+            "failure_ratio": failures / (requests + failures) if requests + failures else None,
+            "knee_rate": curve.get("knee_rate")}
 
 
 def invariant_rows(phases: list[dict]) -> list[dict]:
-    """One row per (invariant, scenario, variant), summed over repetitions."""
+    """One row per (invariant, group, variant), summed over repetitions; `enforced` False is a finding."""
     rows: dict[tuple, dict] = {}
     for phase in phases:
         for inv in phase.get("invariants", []):
-            key = (inv["name"], phase["scenario"], phase["variant"])
-            row = rows.setdefault(key, {"name": inv["name"], "scenario": phase["scenario"],
-                                        "variant": phase["variant"], "value": 0, "expected": inv["expected"],
-                                        "passed": True, "details": []})
+            group = phase.get("group") or phase["scenario"]
+            key = (inv["name"], group, phase["variant"])
+            row = rows.setdefault(key, {"name": inv["name"], "scenario": group, "variant": phase["variant"],
+                                        "value": 0, "expected": inv["expected"], "passed": True,
+                                        "enforced": inv.get("enforced", True), "details": []})
             row["value"] += inv["value"]
             row["passed"] = row["passed"] and inv["passed"]
             row["details"].append(inv.get("detail", ""))
-    return [{**{k: v for k, v in r.items() if k != "details"}, "detail": "; ".join(r["details"])}
+    return [{**{k: v for k, v in r.items() if k != "details"}, "detail": "; ".join(filter(None, r["details"]))}
             for r in rows.values()]

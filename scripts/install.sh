@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what pattern-harness needs on Debian/Ubuntu, idempotently:
-#   - the servers of the embedded stack (PostgreSQL, Redis, Prometheus with promtool) from apt,
-#     only those missing;
+#   - the servers of the embedded stack (PostgreSQL, Redis, Prometheus with promtool) and wrk (a
+#     second, non-Python load generator) from apt, only those missing;
 #   - the project itself, editable, with its dev extra, into .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ missing=()
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || command -v postgres >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v wrk >/dev/null || missing+=(wrk)
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=""

@@ -1,15 +1,32 @@
-"""App factory shared by every target: /healthz, /metrics, lifespan-managed pools, shared metrics.
+"""App factory shared by every target: declared routes and resources, /healthz, /metrics, OpenAPI.
 
-Targets import nothing from `harness` (a target runs alone in compose), so their settings are read
-here from the same `HARNESS_*` env variables the harness passes them.
+A target declares up front what it serves and what it needs (a Starlette-style declarative app):
 
-Server-side metric names, the one place they are defined (the load side's are in
+    create_app("scaling_reads", VARIANTS, routes=[APIRoute(...), admin_route(...)],
+               resources=[Postgres(...), Redis(..., optional=True)], settings=settings, setup=seed)
+
+Only the declared resources (`targets/resources.py`) are opened, in order, in the lifespan and
+checked by /healthz (an optional one that is down makes the target "degraded", still 200). Handlers
+keep references to the resource objects they were built with; `request.app.state.resources[name]`
+reaches them too. FastAPI publishes the routes at /openapi.json and validates every request with
+pydantic: bad input is a 4xx `{"error": "..."}` with a message, never a 500, and so are inputs the
+database rejects (`psycopg.DataError`).
+
+Targets import nothing from `harness` (a target runs alone in compose). Env they read (`HARNESS_*`):
+PG_DSN, REDIS_URL, PG_POOL_SIZE, ADMIN_TOKEN (admin routes: `Authorization: Bearer <token>`; 404 when
+unset, 401 without the header, 403 with a wrong token), and the test-only failure switch
+TARGET_FAIL_VARIANT / TARGET_FAIL_RATIO (that share of the variant's non-admin requests answers 503,
+evenly spread: 0.5 fails every second request). Modules read their own `HARNESS_<MODULE>_*`.
+
+Server-side metric names, the one place they are documented (the load side's are in
 `harness/loadgen/exporter.py`); every series carries `module` and `variant` labels:
 
   harness_http_request_duration_seconds  histogram  request latency per variant and endpoint
   harness_http_responses_total           counter    responses per variant, endpoint and status code
-  harness_cache_lookups_total            counter    result = hit | miss | coalesced
+  harness_cache_lookups_total            counter    result = hit | miss | coalesced (lookups Redis answered)
   harness_cache_invalidations_total      counter    reason = write | expire | flush
+  harness_cache_errors_total             counter    op = get | set | delete: cache operations that failed,
+                                                    or were skipped while the breaker was open
   harness_db_queries_total               counter    kind = read | write
   process_cpu_seconds_total              counter    (prometheus-client's process collector)
 """
@@ -17,68 +34,39 @@ Server-side metric names, the one place they are defined (the load side's are in
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated
 
-import redis.asyncio as aioredis
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
-from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, Field, ValidationError
+import psycopg
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, disable_created_metrics, generate_latest
+from psycopg_pool import PoolTimeout
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-M = TypeVar("M", bound=BaseModel)
+from targets.resources import Resource
 
 disable_created_metrics()  # the _created series only add noise to every query
 
-LATENCY_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.00075,
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
-REQUEST_LATENCY = Histogram(
-    "harness_http_request_duration_seconds",
-    "Request latency seen by the target",
-    ["module", "variant", "endpoint"],
-    buckets=LATENCY_BUCKETS,
-)
-RESPONSES = Counter(
-    "harness_http_responses", "Responses by status code", ["module", "variant", "endpoint", "status"]
-)
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
+                   0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUEST_LATENCY = Histogram("harness_http_request_duration_seconds", "Request latency seen by the target",
+                            ["module", "variant", "endpoint"], buckets=LATENCY_BUCKETS)
+RESPONSES = Counter("harness_http_responses", "Responses by status code", ["module", "variant", "endpoint", "status"])
 CACHE_LOOKUPS = Counter("harness_cache_lookups", "Cache lookups by result", ["module", "variant", "result"])
-CACHE_INVALIDATIONS = Counter(
-    "harness_cache_invalidations", "Cache keys removed", ["module", "variant", "reason"]
-)
+CACHE_INVALIDATIONS = Counter("harness_cache_invalidations", "Cache keys removed", ["module", "variant", "reason"])
+CACHE_ERRORS = Counter("harness_cache_errors", "Cache operations that failed or were skipped (breaker open)",
+                       ["module", "variant", "op"])
 DB_QUERIES = Counter("harness_db_queries", "Database statements executed", ["module", "variant", "kind"])
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class TargetSettings(BaseSettings):
@@ -87,63 +75,76 @@ class TargetSettings(BaseSettings):
     pg_dsn: str = "postgresql://harness@127.0.0.1:15432/harness"
     redis_url: str = "redis://127.0.0.1:16379/0"
     pg_pool_size: int = Field(default=16, ge=1, le=190)
-    cache_ttl_s: int = Field(default=300, ge=1)
-    products: int = Field(default=100_000, ge=100)
-    reviews: int = Field(default=1_000_000, ge=100)
+    admin_token: SecretStr | None = Field(default=None, description="admin routes are off without it")
+    target_fail_variant: str | None = Field(default=None, description="test only: this variant fails on purpose")
+    target_fail_ratio: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("admin_token", "target_fail_variant", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return value or None
 
 
-@dataclass
-class Resources:
-    """What a target's handlers use: settings, the PostgreSQL pool and the Redis client."""
-
-    module: str
-    settings: TargetSettings
-    pg: AsyncConnectionPool
-    redis: aioredis.Redis
-
-    def db_query(self, variant: str, kind: str) -> None:
-        DB_QUERIES.labels(self.module, variant, kind).inc()
-
-
-def bad_request(message: str, status: int = 400) -> HTTPException:
-    return HTTPException(status_code=status, detail=message)
-
-
-def int_param(request: Request, name: str, low: int, high: int) -> int:
-    raw = request.path_params.get(name, request.query_params.get(name))
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise bad_request(f"{name} must be between {low} and {high}, got {value}", status=404)
+def _storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (PostgreSQL text cannot store them)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
     return value
 
 
-async def json_body(request: Request, model: type[M]) -> M:
-    body = await request.body()
-    try:
-        return model.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise bad_request(f"invalid body: {problems}", status=422) from None
+# A string the database can store: use it for every text field of a request body.
+Text = Annotated[str, AfterValidator(_storable_text)]
 
 
-def json_bytes(content: bytes, status: int = 200) -> Response:
-    return Response(content, status_code=status, media_type="application/json")
+class Error(BaseModel):
+    error: str
+
+
+def error_responses(*codes: int) -> dict:
+    """OpenAPI `responses` for routes that answer these error codes with `{"error": ...}`."""
+    return {code: {"model": Error} for code in codes}
+
+
+_bearer = HTTPBearer(auto_error=False, description="the target's HARNESS_ADMIN_TOKEN")
+
+
+async def require_admin(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    token: SecretStr | None = request.app.state.settings.admin_token
+    if token is None:
+        raise HTTPException(404, "admin routes are off: the target has no HARNESS_ADMIN_TOKEN")
+    if credentials is None:
+        raise HTTPException(401, "admin route: send Authorization: Bearer <HARNESS_ADMIN_TOKEN>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
+        raise HTTPException(403, "wrong admin token")
+
+
+def admin_route(path: str, endpoint: Callable, *, methods: list[str], **kwargs) -> APIRoute:
+    """A route that needs the admin token (tagged "admin": the failure switch leaves it alone)."""
+    return APIRoute(path, endpoint, methods=methods, dependencies=[Depends(require_admin)], tags=["admin"],
+                    responses=error_responses(401, 403, 404), **kwargs)
 
 
 class MetricsMiddleware:
-    """Times every request and labels it with the variant (first path segment) and route template."""
+    """Times every request under `/<variant>/` and labels it with the variant and the route template.
+    Metric children are bound once per (variant, endpoint, status), not looked up per request."""
 
     def __init__(self, app, module: str, variants: Sequence[str]) -> None:
-        self.app, self.module, self.variants = app, module, set(variants)
+        self.app, self.module, self.variants = app, module, frozenset(variants)
+        self.latency: dict[tuple[str, str], object] = {}
+        self.responses: dict[tuple[str, str, int], object] = {}
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        variant = path[1:].partition("/")[0] if path.startswith("/") else ""
+        if variant not in self.variants:  # also `OPTIONS *`, /healthz, /metrics, /openapi.json
             return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = 500
+        start, status = time.perf_counter(), 500
 
         async def send_with_status(message) -> None:
             nonlocal status
@@ -154,96 +155,129 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            variant = scope["path"].split("/", 2)[1]
-            if variant in self.variants:
-                route = scope.get("route")
-                template = route.path.removeprefix(f"/{variant}") if route else "unmatched"
-                endpoint = f"{scope['method']} {template}"
-                REQUEST_LATENCY.labels(self.module, variant, endpoint).observe(time.perf_counter() - start)
-                RESPONSES.labels(self.module, variant, endpoint, str(status)).inc()
+            self._observe(scope, variant, status, time.perf_counter() - start)
+
+    def _observe(self, scope, variant: str, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = route.path.removeprefix(f"/{variant}") if isinstance(route, APIRoute) else "unmatched"
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"  # fuzzers invent methods
+        endpoint = f"{method} {template}"
+        latency = self.latency.get((variant, endpoint))
+        if latency is None:
+            latency = self.latency[variant, endpoint] = REQUEST_LATENCY.labels(self.module, variant, endpoint)
+        latency.observe(seconds)
+        responses = self.responses.get((variant, endpoint, status))
+        if responses is None:
+            responses = self.responses[variant, endpoint, status] = RESPONSES.labels(
+                self.module, variant, endpoint, str(status))
+        responses.inc()
+
+
+class FailureSwitch:
+    """Test only: `ratio` of the calls through `wrap`ped routes answer 503, deterministically and evenly
+    spread (call n fails when floor(n * ratio) steps up), so a test knows exactly what to expect."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio, self.calls = ratio, 0
+
+    def fails_next(self) -> bool:
+        self.calls += 1
+        return int(self.calls * self.ratio) > int((self.calls - 1) * self.ratio)
+
+    def wrap(self, app):
+        async def maybe_fail(scope, receive, send) -> None:
+            if self.fails_next():
+                response = JSONResponse({"error": "failing on purpose (HARNESS_TARGET_FAIL_RATIO)"}, 503)
+                return await response(scope, receive, send)
+            await app(scope, receive, send)
+
+        return maybe_fail
+
+
+def _arm_failure_switch(settings: TargetSettings, variants: Sequence[str], routes: Sequence[BaseRoute]) -> None:
+    variant = settings.target_fail_variant
+    if variant is None or not settings.target_fail_ratio:
+        return
+    if variant not in variants:
+        raise ValueError(f"HARNESS_TARGET_FAIL_VARIANT={variant!r} is not a variant of this target: {list(variants)}")
+    switch = FailureSwitch(settings.target_fail_ratio)
+    for route in routes:
+        if isinstance(route, APIRoute) and route.path.startswith(f"/{variant}/") and "admin" not in route.tags:
+            route.app = switch.wrap(route.app)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _metrics(request: Request) -> Response:
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+
+async def _rejected_by_database(request: Request, exc: psycopg.DataError) -> JSONResponse:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return JSONResponse({"error": f"the database rejected the input: {first_line}"}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"database unavailable: {type(exc).__name__}"}, status_code=503)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 "ok", or 200 "degraded" when only optional resources are down; 503 when a required one is."""
+    state = request.app.state
+    if not state.ready:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    report, required_ok, optional_ok = {}, True, True
+    for resource in state.resources.values():
+        try:
+            await resource.check()
+            report[resource.name] = "ok"
+        except Exception as exc:  # any failure is reported with its reason
+            report[resource.name] = f"{type(exc).__name__}: {exc}"
+            optional_ok, required_ok = (False, required_ok) if resource.optional else (optional_ok, False)
+    status = "unhealthy" if not required_ok else ("ok" if optional_ok else "degraded")
+    body = {"status": status, "module": state.module, "variants": state.variants, "resources": report}
+    return JSONResponse(body, status_code=200 if required_ok else 503)
+
+
+async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-MAX_STALL_S = 5.0
-
-
-async def _stall(request: Request) -> Response:
-    """Freeze the whole server (the event loop) for a few seconds, like a long GC pause or a CPU-bound
-    handler: the coordinated-omission demo. Bounded, and the server only listens on loopback."""
-    raw = request.query_params.get("seconds", "")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise bad_request(f"seconds must be a number, got {raw!r}") from None
-    if not 0 < seconds <= MAX_STALL_S:
-        raise bad_request(f"seconds must be in (0, {MAX_STALL_S:g}], got {seconds:g}")
-    time.sleep(seconds)  # blocking on purpose: nothing else is served meanwhile
-    return JSONResponse({"stalled_s": seconds})
-
-
-def create_app(
-    module: str,
-    variants: Sequence[str],
-    routes: Callable[[Resources], list[BaseRoute]],
-    *,
-    setup: Callable[[Resources], Awaitable[None]] | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Starlette:
-    """Build a target: `routes(resources)` gives the module's routes once the pools are open.
-
-    `setup` runs in the lifespan before the app serves (schema, seed data). `overrides` replace
-    settings, so tests build apps without touching env variables.
-    """
-    settings = TargetSettings(**(overrides or {}))
-    state: dict[str, Resources] = {}
-
-    async def healthz(request: Request) -> Response:
-        resources = state.get("resources")
-        if resources is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        try:
-            async with resources.pg.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-            await resources.redis.ping()
-        except Exception as exc:  # any store failure makes the target unhealthy, with the reason
-            return JSONResponse({"status": "unhealthy", "error": f"{type(exc).__name__}: {exc}"}, 503)
-        return JSONResponse({"status": "ok", "module": module, "variants": list(variants)})
+def create_app(module: str, variants: Sequence[str], *, routes: Sequence[BaseRoute],
+               resources: Sequence[Resource] = (), settings: TargetSettings | None = None,
+               setup: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+    """Build a target serving `routes` (each variant under `/<variant>/`) with `resources` opened in the
+    lifespan. `setup` runs once they are open, before the app serves (schema, seed data). `settings`
+    replaces the env (tests build apps without touching env variables)."""
+    settings = settings or TargetSettings()
+    _arm_failure_switch(settings, variants, routes)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pg = AsyncConnectionPool(
-            settings.pg_dsn,
-            min_size=min(4, settings.pg_pool_size),
-            max_size=settings.pg_pool_size,
-            open=False,
-            kwargs={"autocommit": True},
-        )
-        await pg.open(wait=True, timeout=30)
-        client = aioredis.Redis.from_url(settings.redis_url, max_connections=256)
-        resources = Resources(module, settings, pg, client)
-        try:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as opened:
+            for resource in resources:
+                await resource.open()
+                opened.push_async_callback(resource.close)
             if setup is not None:
-                await setup(resources)
-            app.router.routes.extend(routes(resources))
-            state["resources"] = resources
-            yield
-        finally:
-            state.clear()
-            await client.aclose()
-            await pg.close()
+                await setup()
+            app.state.ready = True
+            try:
+                yield
+            finally:
+                app.state.ready = False
 
-    app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/metrics", _metrics),
-                Route("/debug/stall", _stall, methods=["POST"])],
-        lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},
-    )
+    common = [APIRoute("/healthz", healthz, methods=["GET"], responses=error_responses(503)),
+              APIRoute("/metrics", metrics, methods=["GET"], response_class=Response)]
+    app = FastAPI(title=f"{module} target", version="1", routes=[*common, *routes], lifespan=lifespan,
+                  exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid_request,
+                                      psycopg.DataError: _rejected_by_database,
+                                      PoolTimeout: _database_unavailable,
+                                      psycopg.OperationalError: _database_unavailable})
+    app.state.module, app.state.variants, app.state.settings = module, list(variants), settings
+    app.state.resources = {resource.name: resource for resource in resources}
+    app.state.ready = False
     app.add_middleware(MetricsMiddleware, module=module, variants=variants)
     return app

@@ -1,7 +1,8 @@
-"""Shared fixtures: the real embedded stack, started once per session by harness.stack itself.
+"""Shared fixtures: the real embedded stack, started once per session by harness.stack itself, with
+the services of every registered module.
 
 Services already answering on the configured ports (a developer's `harness up`, or compose) are used
-as they are and left running; whatever this session started is stopped at its end, and the test
+as they are and left running; whatever this session started is stopped at its end, and the fixture
 checks that no process of it is left behind.
 """
 
@@ -17,22 +18,33 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/grafana.py, tests/unit/s
 
 @pytest.fixture(scope="session")
 def stack():
-    from harness.modules import get_module
+    from harness.modules import modules
+    from harness.pids import group_gone
     from harness.settings import get_settings
     from harness.stack import Stack, services_for
 
     settings = get_settings()
+    names = list(dict.fromkeys(name for spec in modules().values() for name in services_for(spec)))
     stack = Stack(settings)
-    started = stack.up(services_for(get_module("scaling_reads")))
+    started = stack.up(names)
     yield stack
-    pids = [stack.state[name]["pid"] for name in started if name in stack.state]
+    # Read the state file again: faults in the tests restart services under new pids.
+    state = Stack(settings).state
+    pids = [state[name]["pid"] for name in started if name in state]
     stack.down(started)
-    leftovers = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    leftovers = [pid for pid in pids if not group_gone(pid)]  # a zombie only waits for init to reap it
     assert not leftovers, f"processes left behind after down: {leftovers}"
 
 
 @pytest.fixture(scope="session")
-def target_url(stack) -> str:
-    from harness.modules import get_module
+def target_urls(stack) -> dict[str, str]:
+    """{module id: its target's URL} for every registered module."""
+    from harness.modules import modules, url
 
-    return get_module("scaling_reads").url
+    return {module_id: url(spec) for module_id, spec in modules().items()}
+
+
+@pytest.fixture(scope="session")
+def target_url(target_urls) -> str:
+    """Scaling Reads' target, for the tests written before there were several modules."""
+    return target_urls["scaling_reads"]

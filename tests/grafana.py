@@ -85,3 +85,20 @@ def panel_queries(
             sub = substitute(annotation["expr"], rate_interval=rate_interval, interval=interval, range_=range_)
             queries.append((f"annotation: {annotation.get('name', '')}", sub))
     return queries
+
+
+def panels_without_data(dashboard_path: Path, start: float, end: float) -> list[str]:
+    """Every panel query of a dashboard that returns no sample between start and end (epoch seconds)
+    from the harness's Prometheus; each module's end-to-end test calls it after a short real run."""
+    import requests
+
+    from harness.settings import get_settings
+
+    empty = []
+    for title, expr in panel_queries(dashboard_path, rate_interval="5s"):
+        body = requests.get(f"{get_settings().prometheus_url}/api/v1/query_range", timeout=30,
+                            params={"query": expr, "start": start, "end": end, "step": "1s"}).json()
+        assert body["status"] == "success", (title, expr, body)
+        if not any(series["values"] for series in body["data"]["result"]):
+            empty.append(f"{title}: {expr}")
+    return empty

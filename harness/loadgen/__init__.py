@@ -1,12 +1,18 @@
 """Locust extensions shared by every locustfile: exact latencies, load-side metrics, the shape.
 
-Importing locust patches the whole process for gevent, so the pure parts (`recorder`, `zipf`) import
-without it and the Locust-facing names load on first use.
+    from harness.modules.<id> import SPEC
+    plugin = loadgen.setup(SPEC)            # once, at the locustfile's import
+    class Shopper(loadgen.Paced, FastHttpUser): ...
+    @plugin.invariant("lost_writes")        # a name the spec declares
+    def check(environment): return [InvariantResult(...)]
+
+Importing locust patches the whole process for gevent, so the pure parts (`recorder`, `zipf`,
+`invariants`) import without it and the Locust-facing names load on first use.
 """
 
 from __future__ import annotations
 
-__all__ = ["Paced", "Plugin", "ProfileShape", "invariant", "setup", "tally"]
+__all__ = ["Paced", "Plugin", "ProfileShape", "setup"]
 
 
 def __getattr__(name: str):

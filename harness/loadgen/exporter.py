@@ -4,7 +4,7 @@ Load-side metric names, the one place they are defined (the server side's are in
 
   harness_load_requests_total            counter    module, variant, name, method
   harness_load_failures_total            counter    module, variant, name, method
-  harness_load_request_duration_seconds  histogram  module, variant, name (buckets from 100 us)
+  harness_load_request_duration_seconds  histogram  module, variant, name (successes; buckets from 100 us)
   harness_load_users                     gauge      module, variant: running Locust users
   harness_load_dropped_arrivals_total    counter    module, variant: open-model arrivals with no free user
   harness_phase                          gauge      module, variant, run_id, phase: 1 while that phase runs
@@ -50,8 +50,22 @@ def serve(host: str, port: int, tries: int = 1) -> int | None:
     return None
 
 
-def observe(module: str, variant: str, name: str, method: str, seconds: float, failed: bool) -> None:
-    REQUESTS.labels(module, variant, name, method).inc()
-    if failed:
-        FAILURES.labels(module, variant, name, method).inc()
-    LATENCY.labels(module, variant, name).observe(seconds)
+class Observer:
+    """Feeds one Locust process's requests into the metrics above; the labelled children are looked
+    up once per request name, not on every request (the per-request path stays cheap)."""
+
+    def __init__(self, module: str, variant: str) -> None:
+        self.module, self.variant = module, variant
+        self._children: dict[tuple[str, str], tuple] = {}
+
+    def observe(self, name: str, method: str, seconds: float, failed: bool) -> None:
+        children = self._children.get((name, method))
+        if children is None:
+            labels = (self.module, self.variant, name, method)
+            children = self._children[name, method] = (REQUESTS.labels(*labels), FAILURES.labels(*labels),
+                                                       LATENCY.labels(self.module, self.variant, name))
+        children[0].inc()
+        if failed:
+            children[1].inc()
+        else:  # like the exact histograms, latency is over successes
+            children[2].observe(seconds)

@@ -1,9 +1,11 @@
-"""Exact latencies: one HdrHistogram per request name, in microseconds.
+"""Exact latencies: one HdrHistogram per request name, in microseconds, successes only.
 
-Locust's own stats round response times (whole ms under 100 ms), which erases sub-millisecond cache
-hits; these histograms keep them. Requests that started during warm-up are left out by their start
-time, so the cut is exact on every node. Workers ship their histograms to the master inside Locust's
-own worker reports, where they are added (never averaged).
+Locust's own stats round response times (whole ms under 100 ms), which erases sub-millisecond
+responses; these histograms keep them. A failed request is counted, per name and per reason (the HTTP
+status, or the exception's class name), and never enters a histogram: a variant that fails fast must
+not win on latency. Requests that started during warm-up are left out by their start time, so the cut
+is exact on every node. Workers ship their state to the master inside Locust's own worker reports,
+where it is added (histograms added, counters summed, id sets joined; never averaged).
 """
 
 from __future__ import annotations
@@ -63,9 +65,11 @@ def spectrum(histogram: HdrHistogram) -> list[list[float]]:
 class ExactRecorder:
     def __init__(self) -> None:
         self.histograms: dict[str, HdrHistogram] = {}
-        self.failures: Counter[str] = Counter()
+        self.errors: Counter[tuple[str, str]] = Counter()  # (name, reason) -> failed requests
         self.tallies: Counter[str] = Counter()
-        self.completions: Counter[int] = Counter()  # per wall-clock second, warm-up included
+        self.ids: dict[str, set[str]] = {}  # named id sets the invariants compare with the store
+        self.completions: Counter[int] = Counter()  # successes + failures per wall-clock second, warm-up included
+        self.failures_per_second: Counter[int] = Counter()
         # Open model only: service time (from the actual send) per name, and the schedule lag.
         self.service: dict[str, HdrHistogram] = {}
         self.lag = new_histogram()
@@ -75,38 +79,53 @@ class ExactRecorder:
         self.measured_start = float("inf")
 
     def reset(self, measured_start: float) -> None:
-        for state in (self.histograms, self.failures, self.tallies, self.completions, self.service):
+        for state in (self.histograms, self.errors, self.tallies, self.ids, self.completions,
+                      self.failures_per_second, self.service):
             state.clear()
         self.lag.reset()
         self.first_start, self.last_completion = float("inf"), 0.0
         self.measured_start = measured_start
 
-    def record(self, name: str, response_time_ms: float, start_time: float, failed: bool,
+    def record(self, name: str, response_time_ms: float, start_time: float, failed: str | None = None,
                intended_start: float | None = None) -> None:
-        """Record one request; in the open model its latency counts from the arrival's intended start."""
-        self.completions[int(start_time + response_time_ms / 1000)] += 1
-        if (start_time if intended_start is None else intended_start) < self.measured_start:
+        """Record one request. `failed` is None for a success, else the reason ("500", "ConnectionError").
+        In the open model a success's latency counts from the arrival's intended start."""
+        end = start_time + response_time_ms / 1000
+        self.completions[int(end)] += 1
+        began = start_time if intended_start is None else intended_start
+        if began < self.measured_start:
             return
-        self.first_start = min(self.first_start, start_time if intended_start is None else intended_start)
-        self.last_completion = max(self.last_completion, start_time + response_time_ms / 1000)
-        latency_ms = response_time_ms
-        if intended_start is not None:
-            latency_ms += max(0.0, start_time - intended_start) * 1000
-            _record(self.service, name, response_time_ms)
-        _record(self.histograms, name, latency_ms)
+        if began < self.first_start:
+            self.first_start = began
+        if end > self.last_completion:
+            self.last_completion = end
         if failed:
-            self.failures[name] += 1
+            self.errors[name, failed] += 1
+            self.failures_per_second[int(end)] += 1
+            return
+        if intended_start is None:
+            _record(self.histograms, name, response_time_ms)
+        else:
+            _record(self.histograms, name, response_time_ms + max(0.0, start_time - intended_start) * 1000)
+            _record(self.service, name, response_time_ms)
 
     def record_lag(self, intended_start: float, lag_s: float) -> None:
         if intended_start >= self.measured_start:
             self.lag.record_value(_clamp_us(lag_s * 1000))
 
+    def add_id(self, name: str, item: str) -> None:
+        ids = self.ids.get(name)
+        if ids is None:
+            ids = self.ids[name] = set()
+        ids.add(item)
+
     def take_delta(self) -> dict:
         """What a worker sends in one report; its local state starts over after."""
         delta = {"histograms": {n: encode(h) for n, h in self.histograms.items()},
                  "service": {n: encode(h) for n, h in self.service.items()}, "lag": encode(self.lag),
-                 "failures": dict(self.failures), "tallies": dict(self.tallies),
-                 "completions": dict(self.completions),
+                 "errors": [[name, reason, n] for (name, reason), n in self.errors.items()],
+                 "tallies": dict(self.tallies), "ids": {name: sorted(ids) for name, ids in self.ids.items()},
+                 "completions": dict(self.completions), "failures_per_second": dict(self.failures_per_second),
                  "count": sum(h.get_total_count() for h in self.histograms.values()),
                  "first_start": self.first_start, "last_completion": self.last_completion}
         self.reset(self.measured_start)
@@ -121,22 +140,37 @@ class ExactRecorder:
         self.last_completion = max(self.last_completion, delta.get("last_completion", 0.0))
         if delta.get("lag"):
             self.lag.add(decode(delta["lag"]))
-        self.failures.update(delta.get("failures", {}))
+        for name, reason, n in delta.get("errors", []):
+            self.errors[name, reason] += n
         self.tallies.update(delta.get("tallies", {}))
+        for name, ids in delta.get("ids", {}).items():
+            self.ids.setdefault(name, set()).update(ids)
         self.completions.update({int(k): v for k, v in delta.get("completions", {}).items()})
+        self.failures_per_second.update({int(k): v for k, v in delta.get("failures_per_second", {}).items()})
 
     def aggregate(self) -> HdrHistogram:
         return merge(self.histograms.values())
 
+    def errors_of(self, name: str | None = None) -> dict[str, int]:
+        """{reason: count} for one request name, or summed over all (name None)."""
+        reasons: Counter[str] = Counter()
+        for (n, reason), count in self.errors.items():
+            if name is None or n == name:
+                reasons[reason] += count
+        return dict(sorted(reasons.items()))
+
     def results(self) -> dict:
-        per_name = {name: {**summarize(h), "failures": self.failures[name], "hdr": encode(h)}
-                    for name, h in sorted(self.histograms.items())}
-        total = self.aggregate()
-        per_name[AGGREGATE] = {**summarize(total), "failures": sum(self.failures.values()), "hdr": encode(total)}
+        names = sorted({*self.histograms, *(name for name, _ in self.errors)})
+        per_name = {}
+        for name in names:
+            histogram = self.histograms.get(name) or new_histogram()
+            per_name[name] = _entry(histogram, self.errors_of(name))
+        per_name[AGGREGATE] = _entry(self.aggregate(), self.errors_of())
         results = {"requests": per_name, "tallies": dict(self.tallies),
                    "first_start": self.first_start if self.last_completion else None,
                    "last_completion": self.last_completion or None,
-                   "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())}}
+                   "completions_per_second": {str(k): v for k, v in sorted(self.completions.items())},
+                   "failures_per_second": {str(k): v for k, v in sorted(self.failures_per_second.items())}}
         if self.service:
             service = {name: {**summarize(h), "hdr": encode(h)} for name, h in sorted(self.service.items())}
             total = merge(self.service.values())
@@ -144,6 +178,10 @@ class ExactRecorder:
             results["service"] = service
             results["schedule_lag_ms"] = summarize(self.lag)
         return results
+
+
+def _entry(histogram: HdrHistogram, errors: dict[str, int]) -> dict:
+    return {**summarize(histogram), "failures": sum(errors.values()), "errors": errors, "hdr": encode(histogram)}
 
 
 def _clamp_us(ms: float) -> int:

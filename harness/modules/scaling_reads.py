@@ -57,9 +57,10 @@ SPEC = ModuleSpec(
                  variants=("cache_aside", "cache_aside_singleflight"), users=16, duration_s=20, warmup_s=3,
                  faults=(Fault(service="redis", action="kill", at_s=6, duration_s=5),)),
         Scenario(name="fixed_rate", description="open model at a rate every variant serves",
-                 loads=(Load(name="open", rate=250, users=200),), duration_s=15, warmup_s=5),
+                 variants=("direct", "cache_aside", "cache_aside_singleflight"), loads=(Load(name="open", rate=250, users=200),), duration_s=15, warmup_s=5),
         Scenario(name="sweep", description="open model, rising rates per variant until p99 > 100 ms",
-                 sweep=Sweep(start_rate=150, factor=1.5, max_steps=8, p99_bound_ms=100, users=300),
+                 variants=("direct", "cache_aside"),
+                 sweep=Sweep(start_rate=150, factor=1.5, max_steps=8, p99_bound_ms=100, users=300, time_cap_s=600),
                  duration_s=8, warmup_s=3),
         Scenario(name="stall", description="the target is frozen (SIGSTOP) for 2 s mid-window, under the "
                  "closed and the open model: coordinated omission, shown", variants=("noop",),

@@ -1,13 +1,17 @@
-"""A realistic synthetic `run.json` dict for tests: Scaling Reads, ycsb + stampede, two repetitions.
+"""A realistic synthetic `run.json` dict for tests: a cache module, ycsb + stampede, two repetitions.
 
-`sample_run()` gives a run with passing, failing and skipped claims and some unmeasured (None)
-metrics; `sample_run(variants=["direct"], repeat=1)` shrinks it; any other keyword replaces that
-top-level key of the run. `passed` follows the claims and invariants unless given.
+`sample_run()` gives a run with held, failed, unmeasured and not-run claims, some unmeasured (None)
+metrics and a presentation (columns, compare, progress, bar plots) as a spec would store it;
+`sample_run(variants=["direct"], repeat=1)` shrinks it; any other keyword replaces that top-level
+key of the run. Claims and `passed` are computed by the real gate from the summary unless given.
 """
 
 from __future__ import annotations
 
 from statistics import median
+
+from harness import gate
+from harness.claims import Claim
 
 VARIANTS = ("direct", "cache_aside", "cache_aside_singleflight", "noop")
 T0 = 1795460000.0
@@ -25,6 +29,33 @@ BASE = {
              "db_queries_per_read": None, "cpu_ms_per_request": 0.1},
 }
 STAMPEDE_DB_QUERIES_PER_EXPIRY = {"cache_aside": 9.5, "cache_aside_singleflight": 1.0}
+PRESENTATION = {
+    "main_scenario": "ycsb",
+    "columns": [["rps", "rps", "num"], ["p50_ms", "p50 ms", "num"], ["p95_ms", "p95 ms", "num"],
+                ["p99_ms", "p99 ms", "num"], ["p999_ms", "p99.9 ms", "num"], ["failures", "failures", "num"],
+                ["hit_ratio", "hit ratio", "percent"], ["db_queries_per_read", "DB queries/read", "num"],
+                ["cpu_ms_per_request", "server CPU ms/req", "num"],
+                ["load_cpu_us_per_request", "load-gen CPU us/req", "num"],
+                ["db_queries_per_expiry", "DB queries/expiry", "num"], ["knee_rate", "knee rate/s", "num"]],
+    "compare": ["rps", "p50_ms", "p95_ms", "p99_ms", "hit_ratio", "db_queries_per_read", "db_queries_per_expiry"],
+    "progress": ["hit_ratio"], "bar_plots": [["hit_ratio", "hit ratio", "percent"]],
+    "variants": {v: f"the {v} variant" for v in VARIANTS},
+}
+CLAIMS = (
+    Claim("cache_throughput", "A cache in front of the database multiplies read throughput.",
+          "rps", "cache_aside", ">=", 2.0, baseline="direct", scenario="ycsb"),
+    Claim("cache_p95", "Cache hits cut tail latency at least in half.",
+          "p95_ms", "cache_aside", "<=", 0.5, baseline="direct", scenario="ycsb"),
+    Claim("cache_hit_ratio", "A warm cache serves nearly every read of a skewed workload.",
+          "hit_ratio", "cache_aside", ">=", 0.95, scenario="ycsb"),
+    Claim("singleflight_stampede", "Request coalescing turns a stampede on one expired key into one query.",
+          "db_queries_per_expiry", "cache_aside_singleflight", "<=", 0.2, baseline="cache_aside",
+          scenario="stampede"),
+    Claim("noop_offload", "The floor queries nothing.", "db_queries_per_read", "noop", "<=", 0.1,
+          scenario="ycsb"),
+    Claim("write_through_fresh", "Write-through keeps the cache fresh after every write.",
+          "stale_reads", "write_through", "==", 0, scenario="ycsb"),
+)
 
 
 def _latency(base: dict, jitter: float) -> dict:
@@ -38,16 +69,19 @@ def _phase(index: int, scenario: str, variant: str, repetition: int, start: floa
     jitter = 1.0 + (0.03 if repetition % 2 else -0.03)  # repetitions differ a little, deterministically
     rps = base["rps"] / jitter
     latency = _latency(base, jitter)
-    timeline = [[0.0, 0.0, None]] + [
-        [float(t), rps * min(1.0, t / WARMUP_S), latency["p95"]] for t in range(1, WARMUP_S + MEASURED_S + 1)]
+    timeline = [[0, 0, 0]] + [[t, round(rps * min(1.0, t / WARMUP_S)), 0] for t in range(1, WARMUP_S + MEASURED_S)]
     server = {k: base[k] for k in ("hit_ratio", "db_queries_per_read", "cpu_ms_per_request")}
     if scenario == "stampede":
         server["db_queries_per_expiry"] = STAMPEDE_DB_QUERIES_PER_EXPIRY.get(variant)
-    return {"index": index, "scenario": scenario, "variant": variant, "repetition": repetition,
-            "start": start, "measured_start": start + WARMUP_S, "end": start + WARMUP_S + MEASURED_S,
-            "csv_prefix": f"phases/{index:02d}_{scenario}_{variant}", "requests": round(rps * MEASURED_S),
-            "failures": 0, "rps": rps, "latency_ms": latency, "timeline": timeline, "server": server,
-            "load_cpu_us_per_request": 250.0}
+    requests = round(rps * MEASURED_S)
+    return {"index": index, "scenario": scenario, "group": scenario, "variant": variant, "repetition": repetition,
+            "users": 32, "duration_s": MEASURED_S, "warmup_s": WARMUP_S, "rate": 0.0, "load": "", "step": None,
+            "error_budget": 0.01, "start": start, "measured_start": start + WARMUP_S,
+            "end": start + WARMUP_S + MEASURED_S, "csv_prefix": f"phases/{index:02d}_{scenario}_{variant}",
+            "requests": requests, "failures": 3, "errors": {"503": 2, "ConnectionError": 1},
+            "failure_ratio": 3 / (requests + 3), "over_budget": False, "rps": rps, "latency_ms": latency,
+            "timeline": timeline, "server": server, "load_cpu_us_per_request": 250.0, "model": "closed",
+            "invariants": [], "faults": []}
 
 
 def _phases(variants, repeat: int) -> list[dict]:
@@ -65,9 +99,9 @@ def _phases(variants, repeat: int) -> list[dict]:
 def _summary(phases: list[dict]) -> dict:
     summary: dict = {}
     for phase in phases:
-        summary.setdefault(phase["scenario"], {}).setdefault(phase["variant"], []).append(phase)
-    return {scenario: {variant: _medians(runs) for variant, runs in variants.items()}
-            for scenario, variants in summary.items()}
+        summary.setdefault(phase["group"], {}).setdefault(phase["variant"], []).append(phase)
+    return {group: {variant: _medians(runs) for variant, runs in variants.items()}
+            for group, variants in summary.items()}
 
 
 def _med(values):
@@ -78,8 +112,9 @@ def _med(values):
 def _medians(phases: list[dict]) -> dict:
     lat = {k: _med([p["latency_ms"][k] for p in phases]) for k in ("p50", "p90", "p95", "p99", "p999", "max")}
     requests, failures = sum(p["requests"] for p in phases), sum(p["failures"] for p in phases)
-    metrics = {"requests": requests, "failures": failures, "failure_ratio": failures / requests,
-               "rps": _med([p["rps"] for p in phases]),
+    metrics = {"repetitions": len(phases), "requests": requests, "failures": failures,
+               "errors": {"503": 2 * len(phases), "ConnectionError": len(phases)},
+               "failure_ratio": failures / (requests + failures), "rps": _med([p["rps"] for p in phases]),
                **{f"{k}_ms": lat[k] for k in ("p50", "p95", "p99", "p999", "max")},
                "load_cpu_us_per_request": _med([p["load_cpu_us_per_request"] for p in phases]),
                "percentiles": [[50.0, lat["p50"]], [90.0, lat["p90"]], [99.0, lat["p99"]],
@@ -89,76 +124,31 @@ def _medians(phases: list[dict]) -> dict:
     return metrics
 
 
-def _ratio_claim(cid, sentence, summary, scenario, variant, metric, op, factor, baseline_variant) -> dict:
-    expression = f"{variant} {metric} {op} {factor} x {baseline_variant} {metric}"
-    claim = {"id": cid, "sentence": sentence, "expression": expression, "scenario": scenario,
-             "measured": None, "baseline": None, "ratio": None, "threshold": factor}
-    variants = summary.get(scenario, {})
-    missing = [v for v in (variant, baseline_variant) if v not in variants]
-    if missing:
-        return {**claim, "status": "skipped", "detail": f"variant {missing[0]} was not run"}
-    measured, baseline = variants[variant][metric], variants[baseline_variant][metric]
-    ratio = measured / baseline
-    holds = ratio >= factor if op == ">=" else ratio <= factor
-    detail = (f"{variant} {metric} {measured:.4g} = {ratio:.2f} x {baseline_variant} {baseline:.4g} "
-              f"(needs {op} {factor})")
-    return {**claim, "status": "pass" if holds else "fail", "measured": measured, "baseline": baseline,
-            "ratio": ratio, "detail": detail}
-
-
-def _claims(summary: dict) -> list[dict]:
-    ycsb = summary.get("ycsb", {})
-    hit_ratio = ycsb.get("cache_aside", {}).get("hit_ratio")
-    hit_claim = {"id": "cache_hit_ratio", "expression": "cache_aside hit_ratio >= 0.95",
-                 "sentence": "A warm cache serves nearly every read of a skewed workload.",
-                 "scenario": "ycsb", "measured": hit_ratio,
-                 "baseline": None, "ratio": None, "threshold": 0.95}
-    if hit_ratio is None:
-        hit_claim |= {"status": "skipped", "detail": "variant cache_aside was not run"}
-    else:
-        hit_claim |= {"status": "pass" if hit_ratio >= 0.95 else "fail",
-                      "detail": f"cache_aside hit_ratio {hit_ratio:.3g} (needs >= 0.95)"}
-    return [
-        _ratio_claim("cache_throughput", "A cache in front of the database multiplies read throughput.",
-                     summary, "ycsb", "cache_aside", "rps", ">=", 2.0, "direct"),
-        _ratio_claim("cache_p95", "Cache hits cut tail latency at least in half.",
-                     summary, "ycsb", "cache_aside", "p95_ms", "<=", 0.5, "direct"),
-        hit_claim,
-        _ratio_claim("singleflight_stampede",
-                     "Request coalescing turns a stampede on one expired key into one database query.",
-                     summary, "stampede", "cache_aside_singleflight", "db_queries_per_expiry", "<=", 0.2,
-                     "cache_aside"),
-        {"id": "write_through_fresh", "sentence": "Write-through keeps the cache fresh after every write.",
-         "expression": "write_through stale_reads == 0", "scenario": "ycsb", "status": "skipped",
-         "measured": None, "baseline": None, "ratio": None, "threshold": 0,
-         "detail": "variant write_through was not run"},
-    ]
-
-
 def _invariants(variants) -> list[dict]:
-    return [{"name": "lost_writes", "variant": v, "value": 0, "expected": "== 0", "passed": True,
-             "detail": "412 reviews acknowledged, 412 found in PostgreSQL"} for v in variants if v != "noop"]
+    return [{"name": "lost_writes", "scenario": "ycsb", "variant": v, "value": 0, "expected": "== 0",
+             "passed": True, "enforced": True, "detail": "412 reviews acknowledged, 412 found in PostgreSQL"}
+            for v in variants if v != "noop"]
 
 
 def sample_run(variants=VARIANTS, repeat: int = 2, **overrides) -> dict:
     """A complete run dict; keywords other than variants/repeat replace top-level keys."""
-    phases = _phases(variants, repeat)
-    summary = _summary(phases)
+    phases = overrides.pop("phases", None) or _phases(variants, repeat)
+    summary = overrides.pop("summary", None) or _summary(phases)
     last = phases[-1]["end"] if phases else T0
     run = {
         "run_id": "20261123T191500Z", "module": "scaling_reads", "title": "Scaling Reads",
         "created": "2026-11-23T19:15:00Z", "finished": "2026-11-23T19:19:10Z", "duration_s": last - T0,
-        "parameters": {"variants": list(variants), "profile": "steady", "model": "closed", "users": 32,
-                       "duration_s": MEASURED_S, "warmup_s": WARMUP_S, "repeat": repeat,
-                       "host": "http://127.0.0.1:18101", "scenarios": ["ycsb", "stampede"],
+        "parameters": {"variants": list(variants), "profile": "steady", "model": None, "users": None,
+                       "duration_s": None, "warmup_s": None, "repeat": repeat, "scenarios": ["ycsb", "stampede"],
                        "locust_args": []},
         "environment": {"cpu_count": 2, "cpu_model": "AMD EPYC 7B13", "python": "3.11.7",
                         "locust": "2.47.0", "postgres": "15.18", "redis": "7.0.15", "prometheus": "2.42.0",
                         "git_commit": "abc1234", "git_dirty": False, "platform": "Linux-6.1-x86_64"},
-        "phases": phases, "summary": summary, "claims": _claims(summary), "invariants": _invariants(variants),
+        "presentation": PRESENTATION, "phases": phases, "summary": summary, "curves": {}, "faults": [],
+        "invariants": _invariants(variants),
     }
+    run["claims"] = gate.verdicts(CLAIMS, summary, phases)
     run.update(overrides)
     if "passed" not in overrides:
-        run["passed"] = (all(c["status"] != "fail" for c in run["claims"])
-                         and all(i["passed"] for i in run["invariants"]))
+        run["passed"] = gate.passed(run)
     return run

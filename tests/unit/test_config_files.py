@@ -33,6 +33,7 @@ SERVER_METRICS = {
     "harness_http_responses_total",
     "harness_cache_lookups_total",
     "harness_cache_invalidations_total",
+    "harness_cache_errors_total",
     "harness_db_queries_total",
 }
 PROCESS_METRICS = {"process_cpu_seconds_total"}
@@ -194,15 +195,15 @@ def test_published_ports_bind_to_loopback_only():
 
 
 def test_same_host_ports_as_the_embedded_stack():
-    from harness.modules import MODULES
+    from harness.modules import modules
     from harness.settings import Settings
 
-    settings = Settings()
+    settings = Settings(port_offset=0)
     expected = {
         "postgres": settings.pg_port,
         "redis": settings.redis_port,
         "prometheus": settings.prometheus_port,
-        **{module.id: module.port for module in MODULES.values()},
+        **{module.id: module.port for module in modules().values()},
         "locust-master": settings.loadgen_metrics_port,
     }
     all_services = services()
@@ -234,7 +235,8 @@ def test_passwords_come_from_required_variables():
             for dsn in re.findall(r"\w+://[^\s]*@", value):
                 password = dsn.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2]
                 assert REQUIRED_VARIABLE.match(password), f"{name}.{key}: the DSN's password is {password!r}"
-    for interpolation in re.findall(r"\$\{[^}]*\}", COMPOSE.read_text()):
+    # `$${X}` is an escaped dollar (a variable of the container's shell), not an interpolation.
+    for interpolation in re.findall(r"(?<!\$)\$\{[^}]*\}", COMPOSE.read_text()):
         if re.search("PASSWORD|SECRET|TOKEN", interpolation):
             assert REQUIRED_VARIABLE.match(interpolation), f"{interpolation}: make it required, ${{X:?...}}"
 
@@ -267,7 +269,9 @@ def test_prometheus_service_reads_the_mounted_config():
     assert (ROOT / mounted.get(config_path, "<not mounted>")).resolve() == PROMETHEUS_YML, (
         f"prometheus reads {config_path}, which is not ./dashboards/prometheus/prometheus.yml"
     )
-    assert "--web.enable-lifecycle" in (prometheus.get("command") or [])
+    assert "--web.enable-lifecycle" not in (prometheus.get("command") or []), (
+        "no HTTP API that stops or reloads Prometheus"
+    )
 
 
 def test_grafana_provisioning_is_mounted_where_grafana_reads_it():
@@ -281,6 +285,74 @@ def test_grafana_provisioning_is_mounted_where_grafana_reads_it():
     assert dashboards_mount and dashboards_mount.rstrip("/") in paths, (
         f"the file provider reads {paths}, but compose mounts ./dashboards at {dashboards_mount}"
     )
+
+
+def test_one_target_service_per_module_from_the_one_image():
+    from harness.modules import modules
+
+    all_services = services()
+    for module in modules().values():
+        target = all_services.get(module.id)
+        assert target, f"compose.yaml has no target service for module {module.id}"
+        env = environment(target)
+        assert env.get("HARNESS_MODULE") == module.id and env.get("HARNESS_TARGET_PORT") == str(module.port)
+        assert "command" not in target, f"{module.id}: the image's command serves targets.$HARNESS_MODULE"
+        assert target.get("image") == "pattern-harness:local" and "build" in target
+    cmd = re.search(r"^CMD (.*)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)[1]
+    assert "targets.${HARNESS_MODULE" in cmd and "$HARNESS_TARGET_PORT" in cmd, cmd
+
+
+def test_locust_takes_its_locustfile_and_targets_from_the_environment():
+    from harness.modules import modules
+
+    all_services = services()
+    for name in ("locust-master", "locust-worker"):
+        command = all_services[name]["command"]
+        assert "-f" not in command and "--locustfile" not in command, f"{name}: locustfile is hard-wired"
+        env = environment(all_services[name])
+        assert env["LOCUST_LOCUSTFILE"] == "${LOCUST_LOCUSTFILE:-locustfiles/scaling_reads.py}"
+        urls = json.loads(env["HARNESS_TARGET_URLS"])
+        for module in modules().values():
+            assert urls.get(module.id) == f"http://{module.id}:{module.port}", f"{name}: no URL for {module.id}"
+            assert (ROOT / "locustfiles" / f"{module.id}.py").is_file()
+
+
+def test_targets_and_workloads_require_the_admin_token():
+    from harness.modules import modules
+
+    all_services = services()
+    for name in [*modules(), "locust-master", "locust-worker"]:
+        value = environment(all_services[name]).get("HARNESS_ADMIN_TOKEN", "")
+        match = REQUIRED_VARIABLE.match(value)
+        assert match and match["name"] == "HARNESS_ADMIN_TOKEN", f"{name}: HARNESS_ADMIN_TOKEN is {value!r}"
+
+
+def test_grafana_has_no_anonymous_access_or_sign_up():
+    env = environment(services()["grafana"])
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "false"
+    assert env.get("GF_USERS_ALLOW_SIGN_UP") == "false"
+    assert not any(key.startswith("GF_AUTH_ANONYMOUS_ORG") for key in env)
+
+
+def grafana_entrypoint(password: str) -> subprocess.CompletedProcess:
+    """The compose entrypoint of Grafana, run by this machine's sh as compose would run it."""
+    entrypoint = services()["grafana"]["entrypoint"]
+    assert entrypoint[:2] == ["/bin/sh", "-c"], entrypoint
+    script = entrypoint[2].replace("$$", "$")  # compose's escape for a literal dollar
+    env = {"GF_SECURITY_ADMIN_PASSWORD": password, "PATH": "/bin:/usr/bin"}
+    return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("placeholder", ["change-me", "changeme", "admin", "password", "short-pw"])
+def test_grafana_refuses_a_placeholder_password(placeholder):
+    done = grafana_entrypoint(placeholder)
+    assert done.returncode == 1 and "GRAFANA_ADMIN_PASSWORD" in done.stderr, done
+
+
+def test_grafana_starts_with_a_real_password():
+    done = grafana_entrypoint("a-real-Passw0rd-of-length")
+    # past the checks it execs Grafana's own /run.sh, which only exists in the image
+    assert done.returncode != 1 and "run.sh" in done.stderr, done
 
 
 # --- Prometheus -----------------------------------------------------------------------------------
@@ -297,7 +369,7 @@ def test_compose_prometheus_job_names():
 
 
 def test_compose_prometheus_scrapes_compose_services():
-    from harness.modules import MODULES
+    from harness.modules import modules
 
     all_services = services()
     jobs = {job["job_name"]: job for job in prometheus_yml()["scrape_configs"]}
@@ -307,7 +379,7 @@ def test_compose_prometheus_scrapes_compose_services():
         for host in hosts:
             assert host == "localhost" or host in all_services, f"job {job['job_name']}: unknown host {host}"
     targets = {t for sc in jobs["targets"]["static_configs"] for t in sc["targets"]}
-    for module in MODULES.values():
+    for module in modules().values():
         assert f"{module.id}:{module.port}" in targets, f"job targets does not scrape module {module.id}"
     dns = [sd for sd in jobs["loadgen"].get("dns_sd_configs", []) if "locust-worker" in sd["names"]]
     assert dns and dns[0].get("type", "SRV") == "A", "job loadgen must find scaled workers by an A lookup"
@@ -315,10 +387,13 @@ def test_compose_prometheus_scrapes_compose_services():
 
 def test_embedded_stack_config_has_the_same_jobs_and_passes_promtool(tmp_path):
     from harness.settings import Settings
-    from harness.stack import prometheus_config
+    from harness.stack import SERVICES, prometheus_config
 
-    config = prometheus_config(Settings())
+    settings = Settings(state_dir=tmp_path)
+    config = prometheus_config(settings)
     embedded = {job["job_name"] for job in config["scrape_configs"]}
+    command = SERVICES["prometheus"].command(settings, tmp_path / "prometheus")
+    assert "--web.enable-lifecycle" not in command, "no HTTP API that stops or reloads Prometheus"
     compose_jobs = {job["job_name"] for job in prometheus_yml()["scrape_configs"]}
     assert embedded == compose_jobs, f"embedded {embedded} != compose {compose_jobs}"
     path = tmp_path / "prometheus.yml"
@@ -344,10 +419,10 @@ def test_datasource_provisioning_declares_the_dashboards_uid():
 
 
 def test_every_module_has_a_dashboard():
-    from harness.modules import MODULES
+    from harness.modules import modules
 
     assert DASHBOARDS, "no dashboards/*.json"
-    for module in MODULES.values():
+    for module in modules().values():
         assert (ROOT / "dashboards" / f"{module.id}.json") in DASHBOARDS, f"no dashboard for {module.id}"
 
 

@@ -1,0 +1,83 @@
+"""How a run is shown, read from the run itself: its spec's presentation, stored in run.json.
+
+The report, the plots and the CLI take columns, compare metrics, the progress line, bar plots and
+the main scenario from `run["presentation"]` (what `ModuleSpec.presentation()` returned when the run
+started), so a run re-renders without its module; a run without one gets the generic columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness import censored
+from harness.spec import DEFAULT_COLUMNS, GENERIC_METRICS
+
+MISSING = "–"
+GENERIC_COMPARE = ("rps", "p50_ms", "p95_ms", "p99_ms")
+
+
+def fmt(value, kind: str = "num") -> str:
+    """A value as the report prints it: 1,234 / 30.1 / 2.17x / 93.0% / +10.0% / < 150 / – for None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "censor" in value:
+        return censored.describe(value, lambda v: fmt(v, kind))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) or MISSING
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or MISSING
+    if kind == "ratio":
+        return f"{value:.2f}x"
+    if kind == "percent":
+        return f"{value * 100:.1f}%"
+    if kind == "change":
+        return f"{value:+.1f}%"
+    if math.isinf(value):
+        return "inf"
+    if isinstance(value, int) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def presentation(run: dict) -> dict:
+    """The run's presentation, or the generic one for a run stored without it."""
+    given = run.get("presentation") or {}
+    return {"main_scenario": given.get("main_scenario") or "",
+            "columns": given.get("columns") or [[k, *GENERIC_METRICS[k]] for k in DEFAULT_COLUMNS],
+            "compare": given.get("compare") or list(GENERIC_COMPARE), "progress": given.get("progress") or [],
+            "bar_plots": given.get("bar_plots") or [], "line_plots": given.get("line_plots") or [],
+            "variants": given.get("variants") or {}}
+
+
+def metric_format(run: dict, key: str) -> tuple[str, str]:
+    """(label, format) of a summary metric, as the run's presentation names it."""
+    for name, label, kind in presentation(run)["columns"] + presentation(run)["bar_plots"]:
+        if name == key:
+            return label, kind
+    return GENERIC_METRICS.get(key, (key.replace("_", " "), "num"))
+
+
+def summary_of(run: dict) -> dict:
+    return run.get("summary") or {}
+
+
+def main_group(run: dict) -> tuple[str, dict]:
+    """The group the plots show (the main scenario, or its first load; else the first group) and its
+    per-variant summary. A swept group has no latencies to plot, so it is never the main one."""
+    groups = {g: v for g, v in summary_of(run).items() if g not in (run.get("curves") or {})}
+    main = presentation(run)["main_scenario"]
+    name = next((g for g in groups if g == main or g.split(".")[0] == main), next(iter(groups), ""))
+    return name, groups.get(name) or {}
+
+
+def colors(run: dict) -> dict[str, str]:
+    """One color per variant, the same in every plot, in the order the run lists variants."""
+    names = list((run.get("parameters") or {}).get("variants") or [])
+    for variants in summary_of(run).values():
+        names += list(variants)
+    names += [phase.get("variant") for phase in run.get("phases") or []]
+    return {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(n for n in names if n))}

@@ -1,0 +1,1 @@
+"""The workloads, one locustfile per module; a package only so that an installed distribution carries them."""

@@ -1,0 +1,114 @@
+"""The resources a target can declare: what `create_app` opens in its lifespan and /healthz checks.
+
+A resource is any object with this shape (`Resource`): a `name`, whether the target can live
+without it (`optional`: /healthz then says "degraded" instead of failing), and three coroutines,
+`open()`, `check()` (raises when unusable) and `close()`. Each is built with its address, without
+I/O, so handlers can keep a reference from the start; the lifespan does the I/O. A Kafka producer
+(aiokafka's `AIOKafkaProducer`: start / partitions_for / stop) or an S3 client (aiobotocore:
+enter the client context / head_bucket / exit) slot in the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+
+class Resource(Protocol):
+    name: str
+    optional: bool
+
+    async def open(self) -> None: ...
+
+    async def check(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Postgres:
+    """A psycopg 3 async pool in autocommit. A request waits up to `wait_s` for a connection."""
+
+    name, optional = "postgres", False
+
+    def __init__(self, dsn: str, *, size: int = 16, wait_s: float = 10.0) -> None:
+        self.pool = AsyncConnectionPool(dsn, min_size=min(4, size), max_size=size, timeout=wait_s, open=False,
+                                        kwargs={"autocommit": True})
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def check(self) -> None:
+        async with self.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class Breaker:
+    """Stop calling a dependency that keeps failing, so a dead one costs nothing per request.
+
+    After `threshold` consecutive failures the breaker opens for `cooldown_s`; then it lets one call
+    through per cooldown (the probe) and closes on any success. Callers ask `allow()` first and
+    report `failure()` / `success()`.
+    """
+
+    def __init__(self, threshold: int = 3, cooldown_s: float = 1.0) -> None:
+        self.threshold, self.cooldown_s = threshold, cooldown_s
+        self.failures = 0
+        self.open_until = 0.0  # time.monotonic(); 0 while closed
+
+    @property
+    def closed(self) -> bool:
+        return not self.open_until
+
+    def allow(self) -> bool:
+        if not self.open_until:
+            return True
+        now = time.monotonic()
+        if now < self.open_until:
+            return False
+        self.open_until = now + self.cooldown_s  # this call is the probe; the next one waits a cooldown
+        return True
+
+    def success(self) -> None:
+        if self.failures:
+            self.failures, self.open_until = 0, 0.0
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = time.monotonic() + self.cooldown_s
+
+
+class Redis:
+    """redis-py asyncio on a blocking pool: a request waits up to `pool_wait_s` for a connection
+    instead of failing at once; connect and socket timeouts are bounded and the client does not
+    retry by itself, because the `breaker` decides when Redis is worth another try."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, optional: bool = False, max_connections: int = 256, timeout_s: float = 1.0,
+                 pool_wait_s: float = 2.0, breaker: Breaker | None = None) -> None:
+        self.optional = optional
+        self.breaker = breaker or Breaker()
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_wait_s, socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 0.5), retry=Retry(NoBackoff(), 0))
+        self.client = aioredis.Redis(connection_pool=pool)
+
+    async def open(self) -> None:
+        """Nothing to wait for: connections open on first use, and an optional Redis may be down."""
+
+    async def check(self) -> None:
+        await self.client.ping()
+        if not self.breaker.closed:
+            raise ConnectionError("answering again, but the breaker is still open (callers skip Redis)")
+
+    async def close(self) -> None:
+        await self.client.aclose()
