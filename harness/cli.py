@@ -101,8 +101,10 @@ def cmd_run(args) -> int:
     from harness.plan import make_plan
     from harness.run import execute
 
-    plan = make_plan(get_module(args.module), args.variants, args.scenarios, profile=args.profile,
-                     users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat,
+    spec = get_module(args.module)
+    repeat = spec.repeat if args.repeat is None else args.repeat
+    plan = make_plan(spec, args.variants, args.scenarios, profile=args.profile,
+                     users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=repeat,
                      model=args.model, rate=args.rate, arrivals=args.arrivals, knee_p99_ms=args.knee_p99_ms,
                      sweep_cap_s=args.sweep_cap, processes=args.processes, locust_args=args.locust_args)
     progress = RichProgress()
@@ -217,8 +219,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="measured seconds per phase (default: the scenario's, else 20)")
     run.add_argument("--warmup", type=float, help="seconds left out at each phase's start (default: the "
                                                    "scenario's, else 5)")
-    run.add_argument("--repeat", type=int, default=2, help="repetitions of each variant, interleaved (a sweep: "
-                                                           "passes)")
+    run.add_argument("--repeat", type=int, help="repetitions of each variant, interleaved (a sweep: passes; "
+                                                "default: the module's, else 2)")
     run.add_argument("--model", choices=["closed", "open"],
                      help="closed: users with no think time (max throughput); open: fixed arrival rate, latency "
                           "from each arrival's intended start (default: what each scenario says)")

@@ -71,8 +71,11 @@ def _verdict_text(run: dict) -> str:
     statuses = [s for s in STATUSES if counts[s]] + [s for s in counts if s not in STATUSES]
     invariants = run.get("invariants") or []
     held = sum(1 for i in invariants if i.get("passed"))
+    findings = sum(1 for i in invariants if not i.get("passed") and i.get("enforced") is False)
     claims = ", ".join(f"{counts[s]} {s}" for s in statuses) or "no claims"
-    return f"{'PASSED' if _passed(run) else 'FAILED'}: claims {claims}; {held}/{len(invariants)} invariants held"
+    found = f" ({findings} violated where the variant does not claim it: a finding)" if findings else ""
+    return (f"{'PASSED' if _passed(run) else 'FAILED'}: claims {claims}; {held}/{len(invariants)} invariants "
+            f"held{found}")
 
 
 # ---- tables as rows of strings, shared by Markdown, HTML and rich ----

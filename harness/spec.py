@@ -185,6 +185,7 @@ class ModuleSpec(BaseModel):
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
     default_scenarios: tuple[str, ...] = ()
     main_scenario: str = Field(default="", description="the one the report's plots show; default: the first")
+    repeat: int = Field(default=2, ge=1, le=20, description="repetitions `harness run` makes unless told (--repeat)")
     latency_of: str = Field(default="Aggregated", description="the request whose latency the claims speak of")
     claims: tuple[Claim, ...] = ()
     server_metrics: tuple[ServerMetric, ...] = ()

@@ -8,6 +8,8 @@ Load-side metric names, the one place they are defined (the server side's are in
   harness_load_users                     gauge      module, variant: running Locust users
   harness_load_dropped_arrivals_total    counter    module, variant: open-model arrivals with no free user
   harness_phase                          gauge      module, variant, run_id, phase: 1 while that phase runs
+  harness_fault                          gauge      module, variant, service, action: 1 while a scenario's fault
+                                                    is planned to last (the harness plays it through the stack)
   process_cpu_seconds_total              counter    (prometheus-client's process collector)
 """
 
@@ -30,6 +32,7 @@ USERS = Gauge("harness_load_users", "Running Locust users", ["module", "variant"
 DROPPED = Counter("harness_load_dropped_arrivals", "Open-model arrivals that found no free user",
                   ["module", "variant"])
 PHASE = Gauge("harness_phase", "1 while the phase runs", ["module", "variant", "run_id", "phase"])
+FAULT = Gauge("harness_fault", "1 while a scenario's fault lasts", ["module", "variant", "service", "action"])
 
 log = logging.getLogger(__name__)
 

@@ -61,6 +61,7 @@ class Plugin:
         self.cpu_at_measured_start = self.load_cpu_seconds = 0.0
         self.pending_results = False
         self.finishing: gevent.Greenlet | None = None
+        self.fault_timers: list[gevent.Greenlet] = []
 
     # --- the locustfile's API ---------------------------------------------------------------
     def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0):
@@ -148,6 +149,19 @@ class Plugin:
         if not isinstance(runner, WorkerRunner) and self.options.started_file:
             merge.write_json(self.options.started_file, {"start": self.start, "measured_start": self.measured_start})
         gevent.spawn_later(self.options.warmup, self._end_warmup)
+        if not isinstance(runner, WorkerRunner):
+            self._mark_faults()
+
+    def _mark_faults(self) -> None:
+        """harness_fault follows the scenario's planned faults, for Grafana's annotations; `harness run`
+        plays the faults themselves through the stack and records their real times in run.json."""
+        o = self.options
+        for fault in self.spec.scenario(o.scenario).faults:
+            gauge = exporter.FAULT.labels(self.spec.id, o.variant, fault.service, fault.action)
+            gauge.set(0)
+            begin = o.warmup + fault.at_s
+            self.fault_timers += [gevent.spawn_later(begin, gauge.set, 1),
+                                  gevent.spawn_later(begin + fault.duration_s, gauge.set, 0)]
 
     def _phase_gauge(self, value: int) -> None:
         o = self.options
@@ -196,6 +210,10 @@ class Plugin:
             self.arrivals.stop()
             self.arrivals = None
         self._phase_gauge(0)
+        gevent.killall(self.fault_timers)
+        self.fault_timers.clear()
+        for fault in self.spec.scenario(self.options.scenario).faults:
+            exporter.FAULT.labels(self.spec.id, self.options.variant, fault.service, fault.action).set(0)
         self.load_cpu_seconds = _cpu_seconds() - self.cpu_at_measured_start
         runner = environment.runner
         if isinstance(runner, WorkerRunner):  # the samples the periodic reports have not carried yet

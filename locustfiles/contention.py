@@ -1,0 +1,220 @@
+"""Dealing with Contention: every user claims units of a few hot seats (or many), as fast as it can.
+
+Run it as plain Locust (web UI, or add --headless -u 32 -t 20s):
+
+    locust -f locustfiles/contention.py --variant optimistic --hot-seats 2
+
+The variants, scenarios and claims are the module's spec (`harness/modules/contention.py`). Each
+test creates its own event (named `<run id>:<phase>:<variant>`, so every worker finds the same one)
+with --hot-seats rows of --capacity units; each claim picks one of the rows at random, so fewer hot
+seats is more contention. redis_hold holds a unit and then confirms it, except for --abandon of the
+holds, which are left to expire. A 200 is a sale; a 409 "sold_out" is a correct answer too; any
+other answer (409 gave_up / stale / expired, 5xx) is a failed claim.
+
+When the test stops, the invariants are checked against PostgreSQL and Redis: no (seat, unit) in two
+sales, no row past its capacity or off its counter, every sale answer matching exactly one sale by
+request id and no sale without one, and for redis_hold no live hold on a unit sold to someone else.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+
+import psycopg
+import redis
+import requests
+from locust import FastHttpUser, events, task
+from locust.runners import WorkerRunner
+
+from harness import loadgen
+from harness.loadgen import ProfileShape  # noqa: F401  (Locust plays the shape it finds here)
+from harness.modules.contention import CLAIM, SPEC
+from harness.settings import get_settings
+from harness.spec import InvariantResult
+
+VARIANTS = {v.name: v.sentence for v in SPEC.variants}
+SCENARIOS = {s.name: s for s in SPEC.scenarios}
+CLAIMS = list(SPEC.claims)
+CONFIRM = "POST /events/[id]/confirm"
+SOLD = "sales_answered"
+PAUSE = {"every": 20, "pause_ms": 1300, "count": 100_000}  # paused_holder: past the 1 s lease
+plugin = loadgen.setup(SPEC)
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("contention")
+    group.add_argument("--hot-seats", type=int, default=2, env_var="LOCUST_HOT_SEATS",
+                       help="seat rows every user fights over (fewer: more contention)")
+    group.add_argument("--capacity", type=int, default=1_000_000_000, env_var="LOCUST_CAPACITY",
+                       help="units per seat row (1: numbered seats that sell out at once)")
+    group.add_argument("--abandon", type=float, default=0.1, env_var="LOCUST_ABANDON",
+                       help="redis_hold: share of holds never confirmed (they expire and the seat returns)")
+
+
+@events.init.add_listener
+def _check_options(environment, **_) -> None:
+    o = environment.parsed_options
+    problems = [text for bad, text in (
+        (not 1 <= o.hot_seats <= 10_000, f"--hot-seats must be between 1 and 10000, got {o.hot_seats}"),
+        (not 1 <= o.capacity <= 1_000_000_000, f"--capacity must be between 1 and 1e9, got {o.capacity}"),
+        (not 0 <= o.abandon <= 1, f"--abandon must be between 0 and 1, got {o.abandon}"),
+    ) if bad]
+    if problems:
+        raise SystemExit("; ".join(problems))
+
+
+def event_name(options) -> str:
+    return f"{options.run_id}:{options.phase}:{options.variant}"
+
+
+def admin_headers() -> dict:
+    secret = get_settings().admin_secret
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
+def _arm_pause(host: str, off: bool = False) -> None:
+    body = {**PAUSE, "count": 0} if off else PAUSE
+    response = requests.post(f"{host}/redis_lock/admin/pause", json=body, headers=admin_headers(), timeout=10)
+    if response.status_code != 200:
+        raise RuntimeError(f"cannot arm the paused holders: {response.status_code} {response.text[:200]} (the "
+                           "target's admin routes need its admin token)")
+
+
+@events.test_start.add_listener
+def _create_event(environment, **_) -> None:
+    """Every process creates the phase's event by name (idempotent), so all of them claim the same one."""
+    o = environment.parsed_options
+    body = {"name": event_name(o), "seats": o.hot_seats, "capacity": o.capacity}
+    response = requests.post(f"{environment.host}/{o.variant}/events", json=body, timeout=30)
+    if response.status_code != 201:
+        raise RuntimeError(f"cannot create the event: {response.status_code} {response.text[:200]}")
+    environment.contention_event = response.json()["id"]
+    if o.scenario == "paused_holder" and not isinstance(environment.runner, WorkerRunner):
+        _arm_pause(environment.host)
+
+
+@events.test_stop.add_listener
+def _disarm(environment, **_) -> None:
+    o = environment.parsed_options
+    if o.scenario == "paused_holder" and not isinstance(environment.runner, WorkerRunner):
+        _arm_pause(environment.host, off=True)
+
+
+class Buyer(loadgen.Paced, FastHttpUser):
+    """Closed model (default): no think time. Open model (--rate R): R claims per second."""
+
+    def on_start(self) -> None:
+        o = self.environment.parsed_options
+        self.options, self.user = o, f"user-{uuid.uuid4().hex[:12]}"
+        self.base = f"/{o.variant}/events/{self.environment.contention_event}"
+        self.plugin = self.environment.harness
+        super().on_start()
+
+    @task
+    def claim(self) -> None:
+        request_id = uuid.uuid4().hex
+        body = {"seat": random.randint(1, self.options.hot_seats), "user": self.user, "request_id": request_id}
+        unit = self.post("/claims", CLAIM, body, sale=self.options.variant != "redis_hold")
+        if unit is not None and self.options.variant == "redis_hold" and random.random() >= self.options.abandon:
+            self.post("/confirm", CONFIRM, {**body, "unit": unit}, sale=True)
+
+    def post(self, path: str, name: str, body: dict, sale: bool) -> int | None:
+        """The unit on a 200; a 409 sold_out is a correct answer too; anything else fails."""
+        with self.client.post(self.base + path, json=body, name=name, catch_response=True) as response:
+            if response.status_code == 200:
+                if sale:
+                    self.plugin.add_id(SOLD, body["request_id"])
+                return response.json()["unit"]
+            reason = _reason(response)
+            if response.status_code == 409 and reason == "sold_out":
+                response.success()
+            else:
+                response.failure(f"{response.status_code} {reason}")
+        return None
+
+
+def _reason(response) -> str:
+    try:
+        return response.json().get("reason") or ""
+    except Exception:  # not JSON: a proxy's page, a dropped connection
+        return ""
+
+
+# --- invariants: checks with explicit inputs (tests call them), and their registrations -------------
+def check_sales(conn: psycopg.Connection, event_id: int, answered: set[str]) -> list[InvariantResult]:
+    """The event's sales against its rows and against the sale answers the load side received."""
+    sales = conn.execute("SELECT seat, unit, request_id FROM contention_sales WHERE event_id = %s",
+                         (event_id,)).fetchall()
+    seats = conn.execute("SELECT seat, capacity, sold FROM contention_seats WHERE event_id = %s",
+                         (event_id,)).fetchall()
+    per_unit, per_seat, per_request = Counter((s, u) for s, u, _ in sales), Counter(s for s, _, _ in sales), \
+        Counter(r for _, _, r in sales)
+    doubled = {k: n for k, n in per_unit.items() if n > 1}
+    over = {s: per_seat[s] - cap for s, cap, _ in seats if per_seat[s] > cap}
+    drift = {s: per_seat[s] - sold for s, _, sold in seats if per_seat[s] != sold}
+    missing = {r for r in answered if per_request[r] == 0}
+    repeated = {r for r in answered if per_request[r] > 1}
+    unanswered = set(per_request) - answered
+    return [
+        InvariantResult("double_sold", sum(doubled.values()) - len(doubled), "== 0", not doubled,
+                        f"{len(sales)} sales; {len(doubled)} seat units sold more than once"
+                        + (f", e.g. (seat, unit) {_some(doubled)}" if doubled else "")),
+        InvariantResult("over_capacity", sum(over.values()) + sum(abs(d) for d in drift.values()), "== 0",
+                        not over and not drift,
+                        f"{len(over)} rows past capacity ({sum(over.values())} extra sales); {len(drift)} rows whose "
+                        f"sold counter differs from their sales (lost updates: {sum(drift.values())})"),
+        InvariantResult("answers_without_one_row", len(missing) + len(repeated), "== 0", not missing and not repeated,
+                        f"{len(answered)} sale answers; {len(missing)} without a sale"
+                        + (f" ({_some(missing)})" if missing else "") + f", {len(repeated)} with several"),
+        InvariantResult("unanswered_rows", len(unanswered), "== 0", not unanswered,
+                        f"{len(unanswered)} sales whose request was not answered 2xx"
+                        + (f": {_some(unanswered)}" if unanswered else "")),
+    ]
+
+
+def check_holds(cache: redis.Redis, conn: psycopg.Connection, event_id: int, now_ms: float | None = None):
+    """redis_hold: every live hold in Redis against the sales of the same unit in PostgreSQL."""
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    sold = {(s, u): user for s, u, user in conn.execute(
+        "SELECT seat, unit, user_id FROM contention_sales WHERE event_id = %s", (event_id,)).fetchall()}
+    seats = [s for (s,) in conn.execute("SELECT seat FROM contention_seats WHERE event_id = %s", (event_id,))]
+    live, clashes = 0, []
+    for seat in seats:
+        prefix = f"{SPEC.id}:{event_id}:{seat}"
+        holders = cache.hgetall(f"{prefix}:holder")
+        for unit in cache.zrangebyscore(f"{prefix}:holds", now_ms, "+inf"):
+            live += 1
+            buyer = sold.get((seat, int(unit)))
+            if buyer is not None and buyer != holders.get(unit):
+                clashes.append((seat, int(unit)))
+    return InvariantResult("held_and_sold", len(clashes), "== 0", not clashes,
+                           f"{live} live holds; {len(clashes)} held by one user and sold to another"
+                           + (f": {_some(clashes)}" if clashes else ""))
+
+
+def _some(items) -> str:
+    items = sorted(items, key=str)
+    return ", ".join(map(str, items[:5])) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(get_settings().pg_dsn, connect_timeout=5, autocommit=True)
+
+
+@plugin.invariant("double_sold", "over_capacity", "answers_without_one_row", "unanswered_rows")
+def _sales_kept(environment) -> list:
+    with _connect() as conn:
+        return check_sales(conn, environment.contention_event, environment.harness.ids(SOLD))
+
+
+@plugin.invariant("held_and_sold")
+def _holds_kept(environment) -> list:
+    if environment.parsed_options.variant != "redis_hold":
+        return []
+    with _connect() as conn, redis.Redis.from_url(get_settings().redis_url, decode_responses=True,
+                                                  socket_timeout=10) as cache:
+        return [check_holds(cache, conn, environment.contention_event)]

@@ -1,0 +1,139 @@
+"""Every Dealing with Contention invariant holds on a healthy event and fails on a deliberately broken one,
+against the real PostgreSQL, Redis and target; and the checker catches the naive variant's own oversell.
+
+The checks are the locustfile's functions, called with explicit inputs (event id, answered request ids).
+"""
+
+import importlib.util
+import os
+import sys
+import uuid
+
+import psycopg
+import pytest
+import redis
+import requests
+from test_contention_target import claim, new_event, race
+
+from harness.modules import get_module, locustfile
+from harness.settings import get_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lf():
+    """The locustfile, imported once per process without gevent's monkey patching."""
+    os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+    name = "locustfiles.contention"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, locustfile(get_module("contention")))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+
+@pytest.fixture()
+def conn(stack):
+    with psycopg.connect(get_settings().pg_dsn, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture()
+def base(target_urls) -> str:
+    return target_urls["contention"]
+
+
+def sold(base: str, variant: str, event: int, claims: int) -> set[str]:
+    with requests.Session() as session:
+        answers = [claim(session, base, variant, event, seat=1 + i % 2) for i in range(claims)]
+    assert all(a["status"] == 200 for a in answers), answers
+    return {a["request_id"] for a in answers}
+
+
+def by_name(results) -> dict:
+    return {r.name: r for r in results}
+
+
+def test_a_healthy_event_keeps_every_invariant(lf, conn, base):
+    event = new_event(base, "atomic", seats=2, capacity=10)
+    results = by_name(lf.check_sales(conn, event, sold(base, "atomic", event, 8)))
+    assert all(r.passed and r.value == 0 for r in results.values()), results
+
+
+def test_a_seat_sold_twice_is_caught(lf, conn, base):
+    event = new_event(base, "atomic", seats=2, capacity=10)
+    answered = sold(base, "atomic", event, 4)
+    conn.execute("INSERT INTO contention_sales (event_id, seat, unit, user_id, request_id, variant) "
+                 "SELECT event_id, seat, unit, 'intruder', 'forged', variant FROM contention_sales "
+                 "WHERE event_id = %s LIMIT 1", (event,))
+    results = by_name(lf.check_sales(conn, event, answered | {"forged"}))
+    assert not results["double_sold"].passed and results["double_sold"].value == 1
+    assert not results["over_capacity"].passed  # the row's counter does not know the forged sale
+
+
+def test_more_sales_than_capacity_is_caught(lf, conn, base):
+    event = new_event(base, "atomic", seats=1, capacity=2)
+    answered = sold(base, "atomic", event, 0) | {a["request_id"] for a in
+                                                 [claim(requests.Session(), base, "atomic", event) for _ in range(2)]}
+    conn.execute("UPDATE contention_seats SET capacity = 1 WHERE event_id = %s", (event,))
+    result = by_name(lf.check_sales(conn, event, answered))["over_capacity"]
+    assert not result.passed and result.value == 1 and "1 rows past capacity" in result.detail
+
+
+def test_a_lost_update_of_the_counter_is_caught(lf, conn, base):
+    event = new_event(base, "atomic", seats=2, capacity=10)
+    answered = sold(base, "atomic", event, 4)
+    conn.execute("UPDATE contention_seats SET sold = sold - 1 WHERE event_id = %s AND seat = 1", (event,))
+    result = by_name(lf.check_sales(conn, event, answered))["over_capacity"]
+    assert not result.passed and result.value == 1
+
+
+def test_an_answer_without_a_row_and_a_row_without_an_answer_are_caught(lf, conn, base):
+    event = new_event(base, "atomic", seats=2, capacity=10)
+    answered = sold(base, "atomic", event, 4)
+    dropped = sorted(answered)[0]
+    results = by_name(lf.check_sales(conn, event, (answered - {dropped}) | {"never-stored"}))
+    assert not results["answers_without_one_row"].passed and results["answers_without_one_row"].value == 1
+    assert not results["unanswered_rows"].passed and results["unanswered_rows"].value == 1
+    assert dropped in results["unanswered_rows"].detail
+
+
+def test_an_answer_with_two_rows_is_caught(lf, conn, base):
+    event = new_event(base, "atomic", seats=2, capacity=10)
+    answered = sold(base, "atomic", event, 2)
+    conn.execute("INSERT INTO contention_sales (event_id, seat, unit, user_id, request_id, variant) "
+                 "SELECT event_id, seat, unit + 100, user_id, request_id, variant FROM contention_sales "
+                 "WHERE event_id = %s LIMIT 1", (event,))
+    result = by_name(lf.check_sales(conn, event, answered))["answers_without_one_row"]
+    assert not result.passed and result.value == 1
+
+
+def test_the_checker_catches_the_naive_oversell(lf, conn, base):
+    """Numbered seats (capacity 1), simultaneous naive claims: the checker sees what the race did."""
+    for _ in range(10):
+        event = new_event(base, "naive")
+        answered = {a["request_id"] for a in race(base, "naive", event) if a["status"] == 200}
+        if len(answered) > 1:
+            break
+    results = by_name(lf.check_sales(conn, event, answered))
+    assert results["double_sold"].value == len(answered) - 1 >= 1
+    assert not results["over_capacity"].passed
+    assert results["answers_without_one_row"].passed and results["unanswered_rows"].passed
+
+
+def test_a_seat_held_by_one_user_and_sold_to_another_is_caught(lf, conn, base):
+    event = new_event(base, "redis_hold", seats=1, capacity=5)
+    cache = redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
+    with cache, requests.Session() as session:
+        held = claim(session, base, "redis_hold", event, user="holder")
+        assert held["status"] == 200
+        assert lf.check_holds(cache, conn, event).passed
+        conn.execute("INSERT INTO contention_sales (event_id, seat, unit, user_id, request_id, variant) "
+                     "VALUES (%s, 1, %s, 'someone-else', %s, 'redis_hold')", (event, held["unit"], uuid.uuid4().hex))
+        result = lf.check_holds(cache, conn, event)
+    assert not result.passed and result.value == 1 and "1 held by one user and sold to another" in result.detail

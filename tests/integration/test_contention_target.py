@@ -1,0 +1,201 @@
+"""Dealing with Contention against the real target, PostgreSQL and Redis of the embedded stack:
+concurrent claims on one seat yield exactly one winner in every safe variant; optimistic retry
+exhaustion answers 409; the fencing token rejects a holder paused past its lease; holds expire and
+their seats return; Redis down is a 503 for the Redis variants, never a 500."""
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+import requests
+from served import serve
+
+from harness.modules.contention import SAFE
+from harness.settings import get_settings
+
+pytestmark = pytest.mark.integration
+CONTENDERS = 24
+
+
+@pytest.fixture()
+def base(target_urls) -> str:
+    return target_urls["contention"]
+
+
+def new_event(base: str, variant: str, seats: int = 1, capacity: int = 1) -> int:
+    body = {"name": f"test-{uuid.uuid4().hex}", "seats": seats, "capacity": capacity}
+    response = requests.post(f"{base}/{variant}/events", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def claim(session: requests.Session, base: str, variant: str, event: int, seat: int = 1, user: str = "") -> dict:
+    body = {"seat": seat, "user": user or f"u-{uuid.uuid4().hex[:8]}", "request_id": uuid.uuid4().hex}
+    response = session.post(f"{base}/{variant}/events/{event}/claims", json=body, timeout=30)
+    return {"status": response.status_code, **response.json(), **body}
+
+
+def race(base: str, variant: str, event: int, contenders: int = CONTENDERS) -> list[dict]:
+    """`contenders` claims released together (a barrier) on seat 1 of the event."""
+    barrier, local = threading.Barrier(contenders), threading.local()
+
+    def one(_):
+        local.session = getattr(local, "session", None) or requests.Session()
+        barrier.wait(timeout=30)
+        return claim(local.session, base, variant, event)
+
+    with ThreadPoolExecutor(contenders) as pool:
+        return list(pool.map(one, range(contenders)))
+
+
+def sales(event: int) -> list[tuple]:
+    with psycopg.connect(get_settings().pg_dsn, autocommit=True) as conn:
+        return conn.execute("SELECT seat, unit, request_id FROM contention_sales WHERE event_id = %s",
+                            (event,)).fetchall()
+
+
+@pytest.mark.parametrize("variant", [v for v in SAFE if v != "redis_hold"])
+def test_one_seat_many_claims_one_winner(base, variant):
+    event = new_event(base, variant)
+    answers = race(base, variant, event)
+    winners = [a for a in answers if a["status"] == 200]
+    assert len(winners) == 1, answers
+    assert {a["status"] for a in answers} <= {200, 409}, answers
+    assert sales(event) == [(1, 1, winners[0]["request_id"])]
+
+
+def test_redis_hold_one_hold_per_seat_and_one_sale(base):
+    event = new_event(base, "redis_hold")
+    answers = race(base, "redis_hold", event)
+    holders = [a for a in answers if a["status"] == 200]
+    assert len(holders) == 1 and all(a["reason"] == "sold_out" for a in answers if a["status"] != 200), answers
+    winner = holders[0]
+    confirm = {k: winner[k] for k in ("seat", "unit", "user", "request_id")}
+    assert requests.post(f"{base}/redis_hold/events/{event}/confirm", json=confirm, timeout=10).status_code == 200
+    again = requests.post(f"{base}/redis_hold/events/{event}/confirm", json=confirm, timeout=10)
+    assert again.status_code == 409 and again.json()["reason"] == "expired"  # a hold confirms once
+    assert sales(event) == [(1, 1, winner["request_id"])]
+
+
+def test_naive_sells_a_seat_more_than_once(base):
+    """The race on purpose: among several rounds of simultaneous claims, some seat gets two winners."""
+    doubled = 0
+    for _ in range(10):
+        event = new_event(base, "naive")
+        doubled = sum(a["status"] == 200 for a in race(base, "naive", event)) - 1
+        if doubled:
+            break
+    assert doubled >= 1
+
+
+def test_optimistic_retry_exhaustion_is_a_409(stack):
+    """A target allowed no retry: among simultaneous claims on one stock row the conflicts give up at once,
+    with a 409 gave_up that wrote nothing."""
+    from targets.common import TargetSettings
+    from targets.contention import ContentionSettings, build
+
+    settings = get_settings()
+    app = build(TargetSettings(pg_dsn=settings.pg_dsn, redis_url=settings.redis_url),
+                ContentionSettings(max_retries=0))
+    with serve(app) as base:
+        event = new_event(base, "optimistic", capacity=1_000_000)
+        answers = []
+        for _ in range(10):  # bounded: a round without a single conflict is possible, ten are not
+            answers += race(base, "optimistic", event)
+            if any(a["status"] == 409 for a in answers):
+                break
+        metrics = requests.get(f"{base}/metrics", timeout=10).text
+    gave_up = [a for a in answers if a["status"] == 409]
+    assert gave_up and {a["reason"] for a in gave_up} == {"gave_up"}, answers
+    assert {a["status"] for a in answers} <= {200, 409}
+    won = [a["request_id"] for a in answers if a["status"] == 200]
+    assert sorted(r for _, _, r in sales(event)) == sorted(won)  # a 409 wrote nothing
+    assert 'harness_claims_total{module="contention",outcome="failed",variant="optimistic"}' in metrics
+
+
+def admin(base: str, **body) -> requests.Response:
+    secret = get_settings().admin_secret
+    return requests.post(f"{base}/redis_lock/admin/pause", json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {secret}"})
+
+
+def test_fencing_token_rejects_a_holder_paused_past_its_lease(base):
+    """The first holder sleeps 1.3 s inside its critical section (lease 1 s); a second claim takes the
+    expired lock and sells; the first one's write carries an older token and is refused."""
+    event = new_event(base, "redis_lock", capacity=10)
+    assert admin(base, every=1, pause_ms=1300, count=1).status_code == 200
+    try:
+        with ThreadPoolExecutor(1) as pool, requests.Session() as session:
+            paused = pool.submit(claim, requests.Session(), base, "redis_lock", event)
+            threading.Event().wait(0.3)  # the paused one holds the lock first
+            late = claim(session, base, "redis_lock", event)
+            stale = paused.result(timeout=30)
+    finally:
+        admin(base, every=1, pause_ms=0, count=0)
+    assert late["status"] == 200, late
+    assert stale["status"] == 409 and stale["reason"] == "stale", stale
+    assert [r for _, _, r in sales(event)] == [late["request_id"]]
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert 'harness_stale_writes_rejected_total{module="contention",variant="redis_lock"}' in metrics
+
+
+def test_pause_needs_the_admin_token(base):
+    response = requests.post(f"{base}/redis_lock/admin/pause", json={"every": 1, "pause_ms": 1, "count": 1},
+                             timeout=10)
+    assert response.status_code == 401
+
+
+def test_an_unconfirmed_hold_expires_and_its_seat_returns(base):
+    event = new_event(base, "redis_hold")  # one seat, one unit; holds last 1.5 s
+    with requests.Session() as session:
+        first = claim(session, base, "redis_hold", event)
+        assert first["status"] == 200
+        assert claim(session, base, "redis_hold", event)["reason"] == "sold_out"
+        second = None
+        for _ in range(60):  # bounded: 6 s for a 1.5 s hold
+            second = claim(session, base, "redis_hold", event)
+            if second["status"] == 200:
+                break
+            threading.Event().wait(0.1)
+    assert second["status"] == 200 and second["unit"] == first["unit"]
+    late = {k: first[k] for k in ("seat", "unit", "user", "request_id")}
+    refused = requests.post(f"{base}/redis_hold/events/{event}/confirm", json=late, timeout=10)
+    assert refused.status_code == 409 and refused.json()["reason"] == "expired"
+
+
+@pytest.mark.parametrize("body", [{"seat": 0, "user": "u", "request_id": "r"},
+                                  {"seat": 2, "user": "u", "request_id": "r"},
+                                  {"seat": 1, "user": "", "request_id": "r"},
+                                  {"seat": 1, "user": "u\x00", "request_id": "r"},
+                                  {"seat": "x", "user": "u", "request_id": "r"}])
+def test_bad_claims_are_4xx(base, body):
+    event = new_event(base, "atomic")
+    response = requests.post(f"{base}/atomic/events/{event}/claims", json=body, timeout=10)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_unknown_event_is_404(base):
+    response = requests.post(f"{base}/atomic/events/2147483000/claims", json={"seat": 1, "user": "u",
+                                                                               "request_id": "r"}, timeout=10)
+    assert response.status_code == 404
+
+
+def test_redis_down_is_503_for_redis_variants_and_the_database_ones_keep_selling(stack, base):
+    events = {v: new_event(base, v, capacity=100) for v in ("redis_lock", "redis_hold", "atomic")}
+    stack.fault_begin("redis", "kill")
+    try:
+        with requests.Session() as session:
+            for variant in ("redis_lock", "redis_hold"):
+                assert claim(session, base, variant, events[variant])["status"] == 503
+            assert claim(session, base, "atomic", events["atomic"])["status"] == 200
+    finally:
+        stack.fault_end("redis", "kill")
+    with requests.Session() as session:
+        for _ in range(50):  # bounded: the breaker lets a probe through every second
+            if claim(session, base, "redis_lock", events["redis_lock"])["status"] == 200:
+                break
+            threading.Event().wait(0.2)
+        else:
+            pytest.fail("redis_lock did not recover after Redis came back")
