@@ -31,6 +31,23 @@ def with_labels(selector: str, **labels: str) -> str:
     return f"{name}{{{existing},{extra}}}" if existing else f"{name}{{{extra}}}"
 
 
+LOOKBACK_S = 30  # how far before a window's start its baseline sample may lie (scrapes are every second or so)
+
+
+def counter_increase(samples: list[tuple[float, float]], start: float) -> float:
+    """A counter's growth after `start` from its (time, value) samples in time order: the last sample at
+    or before `start` is the baseline (0 if there is none); a drop is a reset, after which the counter
+    counts from 0."""
+    before = [v for t, v in samples if t <= start]
+    previous, grown = (before[-1] if before else 0.0), 0.0
+    for t, value in samples:
+        if t <= start:
+            continue
+        grown += value - previous if value >= previous else value
+        previous = value
+    return grown
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
@@ -58,11 +75,15 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def increase(self, selector: str, start: float, end: float) -> float | None:
-        """How much a counter (summed over its series) grew between two instants."""
-        after = self.value(selector, end)
-        if after is None:
+        """How much a counter (summed over its series) grew between two instants, from the raw samples:
+        exact up to one scrape at each edge, and a reset (a restarted process counting from 0 again)
+        adds the new count instead of subtracting the old one. A series born inside the window counts
+        from 0."""
+        lookback = int(end - start) + 1 + LOOKBACK_S
+        series = self.query(f"{selector}[{lookback}s]", end)
+        if not series:
             return None
-        return after - (self.value(selector, start) or 0.0)
+        return sum(counter_increase([(float(t), float(v)) for t, v in s["values"]], start) for s in series)
 
     def over_window(self, selector: str, reduce: str, start: float, end: float) -> float | None:
         """A gauge (summed over its series) reduced over the window: max, min, avg, or last."""

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     s3_port: int = Field(default=19000, ge=1, le=65535)
     target_host: str = "127.0.0.1"
     target_urls: dict[str, str] = Field(default_factory=dict,
-                                        description='per module, e.g. {"scaling_reads": "http://reads:18101"}')
+                                        description='per module id, e.g. {"<module>": "http://<host>:<port>"}')
     admin_token: SecretStr | None = Field(default=None,
                                           description="targets' admin routes; default: the embedded stack's")
     loadgen_metrics_host: str = Field(default="127.0.0.1", description="where Locust's exporter listens")

@@ -6,7 +6,7 @@ invariants and settings. The CLI, the run pipeline and the report read only this
 imports it for its variants, scenarios and claims; the target (which imports nothing from harness/)
 keeps its own routes, and the contract test proves they match. Nothing here imports Locust.
 
-Validation errors name the field: `scaling_reads: scenarios.1.loads.0.rate: Input should be >= 0`.
+Validation errors name the module and the field: `module spec <id>: scenarios.1.loads.0.rate: ...`.
 """
 
 from __future__ import annotations

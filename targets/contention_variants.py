@@ -1,5 +1,7 @@
 """Dealing with Contention's six ways to claim one unit of a hot seat row; see targets/contention.py.
 
+A little over 300 lines on purpose: the six variants stay in one file so they read side by side.
+
 Every variant has `claim(seat, user, request_id) -> unit` and raises `Refused` when it answers no.
 The write is the same statement everywhere it can be (one UPDATE of the row and one INSERT of the
 sale, as a CTE), so the variants differ only in their concurrency control.

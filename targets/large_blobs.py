@@ -1,5 +1,7 @@
 """Large Blobs: files stored in an S3-compatible store, their metadata in PostgreSQL.
 
+A little over 300 lines: the three upload paths and the two download paths are one API, kept together.
+
 Variants, each under its own route prefix:
   proxy      the client uploads the bytes to the target, which streams them to the store (chunk by
              chunk, never a whole file in memory) and records the object; downloads stream back through it

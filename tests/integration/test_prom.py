@@ -30,7 +30,7 @@ def test_a_gauge_is_reduced_over_the_window(prom):
         prom.over_window(up, "median", end - 5, end)
 
 
-def test_a_counter_increase_is_the_difference_of_two_instants(prom):
+def test_a_counter_increase_over_a_real_window(prom):
     end = time.time()
     samples = 'prometheus_tsdb_head_samples_appended_total{job="prometheus"}'
     assert prom.increase(samples, end - 30, end) >= 0
