@@ -12,7 +12,8 @@ Importing locust patches the whole process for gevent, so the pure parts (`recor
 
 from __future__ import annotations
 
-__all__ = ["Paced", "Plugin", "ProfileShape", "setup"]
+__all__ = ["LongPollUser", "Paced", "Plugin", "ProfileShape", "SSEUser", "ShortPollUser", "WebSocketUser", "setup"]
+PUSH_USERS = ("LongPollUser", "SSEUser", "ShortPollUser", "WebSocketUser")  # harness.loadgen.push
 
 
 def __getattr__(name: str):
@@ -20,6 +21,10 @@ def __getattr__(name: str):
         from harness.loadgen.shape import ProfileShape
 
         return ProfileShape
+    if name in PUSH_USERS:
+        from harness.loadgen import push
+
+        return getattr(push, name)
     if name in __all__:
         from harness.loadgen import plugin
 
