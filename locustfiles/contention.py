@@ -19,9 +19,7 @@ request id and no sale without one, and for redis_hold no live hold on a unit so
 from __future__ import annotations
 
 import random
-import time
 import uuid
-from collections import Counter
 
 import psycopg
 import redis
@@ -33,7 +31,7 @@ from harness import loadgen
 from harness.loadgen import ProfileShape  # noqa: F401  (Locust plays the shape it finds here)
 from harness.modules.contention import CLAIM, SPEC
 from harness.settings import get_settings
-from harness.spec import InvariantResult
+from locustfiles.contention_checks import check_holds, check_sales
 
 VARIANTS = {v.name: v.sentence for v in SPEC.variants}
 SCENARIOS = {s.name: s for s in SPEC.scenarios}
@@ -144,63 +142,7 @@ def _reason(response) -> str:
         return ""
 
 
-# --- invariants: checks with explicit inputs (tests call them), and their registrations -------------
-def check_sales(conn: psycopg.Connection, event_id: int, answered: set[str]) -> list[InvariantResult]:
-    """The event's sales against its rows and against the sale answers the load side received."""
-    sales = conn.execute("SELECT seat, unit, request_id FROM contention_sales WHERE event_id = %s",
-                         (event_id,)).fetchall()
-    seats = conn.execute("SELECT seat, capacity, sold FROM contention_seats WHERE event_id = %s",
-                         (event_id,)).fetchall()
-    per_unit, per_seat, per_request = Counter((s, u) for s, u, _ in sales), Counter(s for s, _, _ in sales), \
-        Counter(r for _, _, r in sales)
-    doubled = {k: n for k, n in per_unit.items() if n > 1}
-    over = {s: per_seat[s] - cap for s, cap, _ in seats if per_seat[s] > cap}
-    drift = {s: per_seat[s] - sold for s, _, sold in seats if per_seat[s] != sold}
-    missing = {r for r in answered if per_request[r] == 0}
-    repeated = {r for r in answered if per_request[r] > 1}
-    unanswered = set(per_request) - answered
-    return [
-        InvariantResult("double_sold", sum(doubled.values()) - len(doubled), "== 0", not doubled,
-                        f"{len(sales)} sales; {len(doubled)} seat units sold more than once"
-                        + (f", e.g. (seat, unit) {_some(doubled)}" if doubled else "")),
-        InvariantResult("over_capacity", sum(over.values()) + sum(abs(d) for d in drift.values()), "== 0",
-                        not over and not drift,
-                        f"{len(over)} rows past capacity ({sum(over.values())} extra sales); {len(drift)} rows whose "
-                        f"sold counter differs from their sales (lost updates: {sum(drift.values())})"),
-        InvariantResult("answers_without_one_row", len(missing) + len(repeated), "== 0", not missing and not repeated,
-                        f"{len(answered)} sale answers; {len(missing)} without a sale"
-                        + (f" ({_some(missing)})" if missing else "") + f", {len(repeated)} with several"),
-        InvariantResult("unanswered_rows", len(unanswered), "== 0", not unanswered,
-                        f"{len(unanswered)} sales whose request was not answered 2xx"
-                        + (f": {_some(unanswered)}" if unanswered else "")),
-    ]
-
-
-def check_holds(cache: redis.Redis, conn: psycopg.Connection, event_id: int, now_ms: float | None = None):
-    """redis_hold: every live hold in Redis against the sales of the same unit in PostgreSQL."""
-    now_ms = time.time() * 1000 if now_ms is None else now_ms
-    sold = {(s, u): user for s, u, user in conn.execute(
-        "SELECT seat, unit, user_id FROM contention_sales WHERE event_id = %s", (event_id,)).fetchall()}
-    seats = [s for (s,) in conn.execute("SELECT seat FROM contention_seats WHERE event_id = %s", (event_id,))]
-    live, clashes = 0, []
-    for seat in seats:
-        prefix = f"{SPEC.id}:{event_id}:{seat}"
-        holders = cache.hgetall(f"{prefix}:holder")
-        for unit in cache.zrangebyscore(f"{prefix}:holds", now_ms, "+inf"):
-            live += 1
-            buyer = sold.get((seat, int(unit)))
-            if buyer is not None and buyer != holders.get(unit):
-                clashes.append((seat, int(unit)))
-    return InvariantResult("held_and_sold", len(clashes), "== 0", not clashes,
-                           f"{live} live holds; {len(clashes)} held by one user and sold to another"
-                           + (f": {_some(clashes)}" if clashes else ""))
-
-
-def _some(items) -> str:
-    items = sorted(items, key=str)
-    return ", ".join(map(str, items[:5])) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
-
-
+# --- invariants: the checks are in contention_checks.py (tests import them without Locust) ---------
 def _connect() -> psycopg.Connection:
     return psycopg.connect(get_settings().pg_dsn, connect_timeout=5, autocommit=True)
 

@@ -4,9 +4,6 @@ against the real PostgreSQL, Redis and target; and the checker catches the naive
 The checks are the locustfile's functions, called with explicit inputs (event id, answered request ids).
 """
 
-import importlib.util
-import os
-import sys
 import uuid
 
 import psycopg
@@ -15,7 +12,6 @@ import redis
 import requests
 from test_contention_target import claim, new_event, race
 
-from harness.modules import get_module, locustfile
 from harness.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -23,18 +19,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def lf():
-    """The locustfile, imported once per process without gevent's monkey patching."""
-    os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
-    name = "locustfiles.contention"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError:
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, locustfile(get_module("contention")))
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
+    """The locustfile's invariant checks (kept out of the locustfile, which binds Locust's event bus)."""
+    from locustfiles import contention_checks
+
+    return contention_checks
 
 
 @pytest.fixture()
