@@ -136,8 +136,11 @@ SPEC = ModuleSpec(
               "p95_ms", "cache_aside", "<=", 0.4, baseline="direct", scenario="fixed_rate"),
         Claim("fixed_rate_p99", "At that rate the cache cuts the p99 too: hot keys stop queueing behind "
               "aggregates.", "p99_ms", "cache_aside", "<=", 0.6, baseline="direct", scenario="fixed_rate"),
-        Claim("knee", "A cache moves the knee: the arrival rate a service holds within its latency bound rises.",
-              "knee_rate", "cache_aside", ">=", 1.5, baseline="direct", scenario="sweep"),
+        # Knees come in sweep steps of x1.5 with rates rounded to whole arrivals/s (338 -> 506 is 1.497x):
+        # >= 1.4 reads "at least one step higher".
+        Claim("knee", "A cache moves the knee: the arrival rate a service holds within its latency bound rises "
+              "by at least one sweep step (x1.5).", "knee_rate", "cache_aside", ">=", 1.4, baseline="direct",
+              scenario="sweep"),
         Claim("stall_open", "Timed from each arrival's intended start, a 2 s server stall shows in p99 as wrk2's "
               "arithmetic predicts (about 2 s - 1% of the window).", "p99_ms", "noop", ">=", 1000,
               scenario="stall.open"),
