@@ -36,8 +36,15 @@ from targets.realtime_hub import MODULE, channel_keys
 
 CONFIG_KEY = "realtime:publisher"
 STREAM_MAX = 100_000
+# The sequence never goes back: a Redis restarted without persistence has lost its counter, so it is
+# raised past the last sequence this publisher sent (ARGV[5]); the history before is lost, and
+# subscribers resuming from it see a gap, which they report as loss.
 PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
+if seq <= tonumber(ARGV[5]) then
+  seq = tonumber(ARGV[5]) + 1
+  redis.call('SET', KEYS[1], seq)
+end
 local msg = '{"seq":' .. seq .. ',"ts":' .. ARGV[1] .. ',"channel":' .. ARGV[2] .. ',"p":"' .. ARGV[3] .. '"}'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'm', msg)
 redis.call('PUBLISH', KEYS[3], msg)
@@ -81,7 +88,8 @@ class Publisher:
         payload, ts = "x" * self.config.payload_bytes, repr(time.time())
         for channel in range(self.config.channels):
             pub, stream, seq_key = channel_keys(channel)
-            seq = await self.script(keys=[seq_key, stream, pub], args=[ts, channel, payload, STREAM_MAX])
+            seq = await self.script(keys=[seq_key, stream, pub],
+                                    args=[ts, channel, payload, STREAM_MAX, self.last_seq.get(channel, 0)])
             self.last_seq[channel] = int(seq)
             PUBLISHED.labels(MODULE, "all", str(channel)).inc()
 

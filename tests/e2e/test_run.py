@@ -135,10 +135,12 @@ def test_prometheus_sees_the_whole_distributed_load(sweep_run):
                             params={"query": f"sum(increase({expr}[{window}]))", "time": end}).json()
         return float(body["data"]["result"][0]["value"][1])
 
-    # direct: no invariant probes over HTTP, so the target served exactly what Locust sent
+    # direct: no invariant probes over HTTP, so the target served what Locust sent. Workers exit right
+    # after each phase, so their last second may go unscraped: the load side may count somewhat less,
+    # never more, and with one worker's exporter unscraped it would count about half.
     sent = total('harness_load_requests_total{module="scaling_reads",variant="direct"}')
     served = total('harness_http_request_duration_seconds_count{module="scaling_reads",variant="direct"}')
-    assert sent == pytest.approx(served, rel=0.05), (sent, served)
+    assert 0.8 * served <= sent <= 1.02 * served, (sent, served)
     selector = 'harness_load_requests_total{module="scaling_reads"}'
     per_instance = f"count by (instance) (count_over_time({selector}[{window}]))"
     instances = requests.get(f"{get_settings().prometheus_url}/api/v1/query", timeout=30,

@@ -127,16 +127,20 @@ def test_stale_reads_sees_a_write_that_skips_the_invalidation(conn, cache, lf, t
         _forget_entries(cache)  # the entries this left behind are stale on purpose
 
 
-def test_settle_waits_while_writes_land_in_either_store(conn, cache, lf):
+def test_settle_waits_while_writes_land_or_the_target_answers(conn, cache, lf, target_url):
     def probe():
-        return lf.store_fingerprint(conn, cache)
+        return lf.store_fingerprint(conn, target_url)
 
     def price_change(_seconds: float) -> None:
         conn.execute("UPDATE products SET updated_at = now() WHERE id = 1")
 
-    def cache_write(_seconds: float) -> None:
-        cache.set("scaling_reads:settle-test", "1", ex=5)
+    def a_request_lands(_seconds: float) -> None:
+        requests.get(f"{target_url}/{VARIANT}/products/1", timeout=10).raise_for_status()
+
+    def another_module_writes_redis(_seconds: float) -> None:  # a publisher, say: not this module's write
+        cache.set("another_module:settle-test", "1", ex=5)
 
     assert not invariants.Quiescence(probe, sleep=price_change)()
-    assert not invariants.Quiescence(probe, sleep=cache_write)()
+    assert not invariants.Quiescence(probe, sleep=a_request_lands)()
+    assert invariants.wait_until(invariants.Quiescence(probe, sleep=another_module_writes_redis), timeout_s=10)
     assert invariants.wait_until(invariants.Quiescence(probe, interval_s=0.2), timeout_s=10)
