@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class Resource(Protocol):
@@ -31,13 +32,15 @@ class Resource(Protocol):
 
 
 class Postgres:
-    """A psycopg 3 async pool in autocommit. A request waits up to `wait_s` for a connection."""
+    """A psycopg 3 async pool in autocommit. A request waits up to `wait_s` for a connection. Each
+    connection is checked as it is handed out (one empty round trip on loopback), so after a PostgreSQL
+    restart the pool replaces its dead connections instead of failing the requests that draw them."""
 
     name, optional = "postgres", False
 
     def __init__(self, dsn: str, *, size: int = 16, wait_s: float = 10.0) -> None:
         self.pool = AsyncConnectionPool(dsn, min_size=min(4, size), max_size=size, timeout=wait_s, open=False,
-                                        kwargs={"autocommit": True})
+                                        kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection)
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -88,8 +91,10 @@ class Breaker:
 
 class Redis:
     """redis-py asyncio on a blocking pool: a request waits up to `pool_wait_s` for a connection
-    instead of failing at once; connect and socket timeouts are bounded and the client does not
-    retry by itself, because the `breaker` decides when Redis is worth another try."""
+    instead of failing at once; connect and socket timeouts are bounded. The client retries once, at
+    once, on a connection error only: a pooled connection that a Redis restart broke reconnects
+    instead of failing the request (against a dead Redis the retry is one refused connect). A timeout
+    (a frozen Redis) is never retried: the `breaker` decides when Redis is worth another try."""
 
     name = "redis"
 
@@ -99,7 +104,8 @@ class Redis:
         self.breaker = breaker or Breaker()
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_wait_s, socket_timeout=timeout_s,
-            socket_connect_timeout=min(timeout_s, 0.5), retry=Retry(NoBackoff(), 0))
+            socket_connect_timeout=min(timeout_s, 0.5),
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self.client = aioredis.Redis(connection_pool=pool)
 
     async def open(self) -> None:
