@@ -64,7 +64,7 @@ class Cache:
     async def get(self, key: str) -> bytes | None | Unavailable:
         if key in self.pending:  # its invalidation has not reached Redis yet: the entry may be stale
             return UNAVAILABLE
-        return await self.call("get", self.client.get, key)
+        return await self.call("get", self.redis.get, key)
 
     async def set(self, key: str, value: bytes) -> None:
         if key not in self.pending:

@@ -34,7 +34,9 @@ Server-side metric names, the one place they are documented (the load side's are
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated
@@ -246,6 +248,20 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+def _tune_gc() -> None:
+    """Once the target is built and its resources are open, move what exists to the permanent
+    generation (`gc.freeze`: the collector never scans it again) and collect the young generation
+    every 10,000 allocations instead of 700. A request awaiting I/O keeps its objects alive across
+    collections, so with CPython's defaults a cache hit spent about a tenth of its CPU in the
+    collector; `harness bench` measured 231 -> 197 us per hit with both (README, "Hot paths").
+    A target served from another thread lives in someone else's process (a test's): its GC is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def create_app(module: str, variants: Sequence[str], *, routes: Sequence[BaseRoute],
                resources: Sequence[Resource] = (), settings: TargetSettings | None = None,
                setup: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
@@ -263,6 +279,7 @@ def create_app(module: str, variants: Sequence[str], *, routes: Sequence[BaseRou
                 opened.push_async_callback(resource.close)
             if setup is not None:
                 await setup()
+            _tune_gc()
             app.state.ready = True
             try:
                 yield

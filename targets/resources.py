@@ -10,6 +10,7 @@ enter the client context / head_bucket / exit) slot in the same way.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -90,23 +91,54 @@ class Breaker:
 
 
 class Redis:
-    """redis-py asyncio on a blocking pool: a request waits up to `pool_wait_s` for a connection
-    instead of failing at once; connect and socket timeouts are bounded. The client retries once, at
-    once, on a connection error only: a pooled connection that a Redis restart broke reconnects
-    instead of failing the request (against a dead Redis the retry is one refused connect). A timeout
-    (a frozen Redis) is never retried: the `breaker` decides when Redis is worth another try."""
+    """redis-py asyncio, bounded everywhere.
+
+    `client` (every command but the hot path's GET) is on a blocking pool: a request waits up to
+    `pool_wait_s` for a connection instead of failing at once, and connect and socket timeouts are
+    bounded. It retries once, at once, on a connection error only: a pooled connection that a Redis
+    restart broke reconnects instead of failing the request (against a dead Redis the retry is one
+    refused connect). A timeout (a frozen Redis) is never retried: the `breaker` decides when Redis is
+    worth another try.
+
+    `get` is the hot path (a cache hit), cut to what it needs, as `harness bench` measured: one
+    pooled connection, one write and one read, hiredis parsing, and one deadline (`timeout_s`) for
+    the whole call. Its connections have no per-socket timeout, because redis-py wraps each write in
+    `asyncio.wait_for` (a task per command) and each read in a timeout of its own; and it skips
+    `execute_command`'s retry and observability wrappers. A timeout cancels the read and redis-py
+    drops that connection; a connection a restart broke is retried once, on a fresh one. Together
+    with the target's GC settings (targets/common.py) this took a hit from 0.50x to 0.65x the
+    throughput of a no-I/O endpoint on the reference machine (README, "Hot paths").
+    """
 
     name = "redis"
 
     def __init__(self, url: str, *, optional: bool = False, max_connections: int = 256, timeout_s: float = 1.0,
                  pool_wait_s: float = 2.0, breaker: Breaker | None = None) -> None:
-        self.optional = optional
+        self.optional, self.timeout_s = optional, timeout_s
         self.breaker = breaker or Breaker()
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_wait_s, socket_timeout=timeout_s,
             socket_connect_timeout=min(timeout_s, 0.5),
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self.client = aioredis.Redis(connection_pool=pool)
+        self.gets = aioredis.ConnectionPool.from_url(url, max_connections=max_connections, socket_timeout=None,
+                                                     socket_connect_timeout=min(timeout_s, 0.5),
+                                                     retry=Retry(NoBackoff(), 0))
+
+    async def get(self, key: str) -> bytes | None:
+        """GET `key` within `timeout_s` (asyncio.TimeoutError past it); redis-py's errors otherwise."""
+        async with asyncio.timeout(self.timeout_s):
+            conn = await self.gets.get_connection()
+            try:
+                try:
+                    await conn.send_command("GET", key, check_health=False)
+                    return await conn.read_response()
+                except RedisConnectionError:  # broken by a restart: once more (send_command reconnects)
+                    await conn.disconnect()
+                    await conn.send_command("GET", key, check_health=False)
+                    return await conn.read_response()
+            finally:
+                await self.gets.release(conn)
 
     async def open(self) -> None:
         """Nothing to wait for: connections open on first use, and an optional Redis may be down."""
@@ -118,3 +150,4 @@ class Redis:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.gets.aclose()
