@@ -104,15 +104,16 @@ class Shopper(loadgen.Paced, FastHttpUser):
             _keys[space] = Zipfian(*space)
         self.keys, self.rng = _keys[space], random.Random()
         self.plugin = self.environment.harness
+        self.stampede, self.write_ratio = options.scenario == "stampede", options.write_ratio
         super().on_start()
 
     @task
-    def operate(self) -> None:
-        if self.options.scenario == "stampede":
+    def operate(self) -> None:  # the hot path of the load side: looked-up options are kept on the user
+        if self.stampede:
             self.read(HOT_PRODUCT)
             return
         product = self.keys.next() + 1
-        if self.rng.random() < self.options.write_ratio:
+        if self.write_ratio and self.rng.random() < self.write_ratio:
             self.write(product)
         else:
             self.read(product)

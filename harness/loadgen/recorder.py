@@ -6,6 +6,13 @@ status, or the exception's class name), and never enters a histogram: a variant 
 not win on latency. Requests that started during warm-up are left out by their start time, so the cut
 is exact on every node. Workers ship their state to the master inside Locust's own worker reports,
 where it is added (histograms added, counters summed, id sets joined; never averaged).
+
+The per-request path is the load generator's hot path: every microsecond spent here is taken from
+the system under test on a shared machine. A success is counted under its exact value in
+microseconds (one dict increment) and those counts go into the HdrHistogram (`record_value(value,
+count)`, its public API) only when the histograms are read, or when a name's pending values exceed
+`PENDING_LIMIT` distinct values: the same histogram, at a fraction of the per-request cost, because
+latencies repeat (`harness bench` measures what this saves).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 600_000_000, 3
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9, 99.99)
 AGGREGATE = "Aggregated"
+PENDING_LIMIT = 20_000  # distinct microsecond values a name holds before they go into its histogram
 
 
 def new_histogram() -> HdrHistogram:
@@ -64,23 +72,38 @@ def spectrum(histogram: HdrHistogram) -> list[list[float]]:
 
 class ExactRecorder:
     def __init__(self) -> None:
-        self.histograms: dict[str, HdrHistogram] = {}
+        self._histograms: dict[str, HdrHistogram] = {}
+        self._service: dict[str, HdrHistogram] = {}
+        # Successes not yet in their histogram: {name: {microseconds: count}}, latency and open-model service.
+        self._pending: dict[str, dict[int, int]] = {}
+        self._pending_service: dict[str, dict[int, int]] = {}
         self.errors: Counter[tuple[str, str]] = Counter()  # (name, reason) -> failed requests
         self.tallies: Counter[str] = Counter()
         self.ids: dict[str, set[str]] = {}  # named id sets the invariants compare with the store
         self.completions: Counter[int] = Counter()  # successes + failures per wall-clock second, warm-up included
         self.failures_per_second: Counter[int] = Counter()
-        # Open model only: service time (from the actual send) per name, and the schedule lag.
-        self.service: dict[str, HdrHistogram] = {}
+        # Open model only: service time (from the actual send) per name (`service`), and the schedule lag.
         self.lag = new_histogram()
         # The first measured start and the last completion bound the exact window the counts cover
         # (each worker cuts warm-up at its own start, so the master's clock would not fit it).
         self.first_start, self.last_completion = float("inf"), 0.0
         self.measured_start = float("inf")
 
+    @property
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Latency per request name (successes, measured window), every pending value in."""
+        _flush(self._pending, self._histograms)
+        return self._histograms
+
+    @property
+    def service(self) -> dict[str, HdrHistogram]:
+        """Open model: service time per request name, from the actual send."""
+        _flush(self._pending_service, self._service)
+        return self._service
+
     def reset(self, measured_start: float) -> None:
-        for state in (self.histograms, self.errors, self.tallies, self.ids, self.completions,
-                      self.failures_per_second, self.service):
+        for state in (self._histograms, self._service, self._pending, self._pending_service, self.errors,
+                      self.tallies, self.ids, self.completions, self.failures_per_second):
             state.clear()
         self.lag.reset()
         self.first_start, self.last_completion = float("inf"), 0.0
@@ -104,10 +127,11 @@ class ExactRecorder:
             self.failures_per_second[int(end)] += 1
             return
         if intended_start is None:
-            _record(self.histograms, name, response_time_ms)
+            _count(self._pending, self._histograms, name, response_time_ms)
         else:
-            _record(self.histograms, name, response_time_ms + max(0.0, start_time - intended_start) * 1000)
-            _record(self.service, name, response_time_ms)
+            _count(self._pending, self._histograms, name,
+                   response_time_ms + max(0.0, start_time - intended_start) * 1000)
+            _count(self._pending_service, self._service, name, response_time_ms)
 
     def record_lag(self, intended_start: float, lag_s: float) -> None:
         if intended_start >= self.measured_start:
@@ -188,8 +212,22 @@ def _clamp_us(ms: float) -> int:
     return min(HIGHEST_US, max(LOWEST_US, round(ms * 1000)))
 
 
-def _record(histograms: dict[str, HdrHistogram], name: str, ms: float) -> None:
-    histogram = histograms.get(name)
-    if histogram is None:
-        histogram = histograms[name] = new_histogram()
-    histogram.record_value(_clamp_us(ms))
+def _count(pending: dict[str, dict[int, int]], histograms: dict[str, HdrHistogram], name: str, ms: float) -> None:
+    counts = pending.get(name)
+    if counts is None:
+        counts = pending[name] = {}
+    us = round(ms * 1000)
+    us = LOWEST_US if us < LOWEST_US else HIGHEST_US if us > HIGHEST_US else us  # _clamp_us, inlined
+    counts[us] = counts.get(us, 0) + 1
+    if len(counts) > PENDING_LIMIT:
+        _flush({name: counts}, histograms)
+
+
+def _flush(pending: dict[str, dict[int, int]], histograms: dict[str, HdrHistogram]) -> None:
+    for name, counts in pending.items():
+        histogram = histograms.get(name)
+        if histogram is None:
+            histogram = histograms[name] = new_histogram()
+        for us, n in counts.items():
+            histogram.record_value(us, n)
+        counts.clear()
