@@ -135,6 +135,31 @@ def _print_run(run: dict, run_dir: Path) -> None:
     console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'report.md'})")
 
 
+def cmd_bench(args) -> int:
+    """Measure a module's hot paths side by side: its fast path vs a trivial endpoint (wrk), and the
+    harness's load side vs bare Locust (CPU per request); write results/bench/<run-id>/."""
+    from harness import bench
+
+    spec = get_module(args.module)
+    options = bench.Options(duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
+                            users=args.users, repeat=args.repeat)
+    benched = [m.id for m in modules().values() if m.hot_path is not None]
+    problems = options.problems() + ([] if spec.hot_path else [
+        f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path); these do: {', '.join(benched)}"])
+    if problems:
+        console.print(f"[red]error:[/] {escape('; '.join(problems))}")
+        return 2
+    est = options.repeat * 4 * (options.warmup_s + options.duration_s + 2)
+    console.print(f"bench {spec.id}: about {est / 60:.0f} min ({options.repeat} repetitions of 4 measurements)")
+    run, run_dir = bench.execute(spec, get_settings(), options, say=lambda line: console.print(escape(line)))
+    for name, key in (("target", "fast path vs trivial endpoint"), ("load", "harness load side vs bare Locust")):
+        console.print(escape(bench.verdict_line(key, run[name])))
+    verdict = "[bold green]MET[/]" if run["passed"] else "[bold red]NOT MET[/]"
+    console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'run.json'})")
+    console.print("the stack keeps running; `harness down` stops it")
+    return 0 if run["passed"] or args.no_fail else 1
+
+
 def cmd_report(args) -> int:
     """Render report.md, report.html and plots again from a run's run.json."""
     from harness import report
@@ -142,7 +167,13 @@ def cmd_report(args) -> int:
 
     run_dir = find_run(args.run, get_settings().results_dir)
     run = load_run(run_dir)
-    for path in report.render(run, run_dir):
+    if run.get("kind") == "bench":
+        from harness import bench
+
+        paths = bench.render(run, run_dir)
+    else:
+        paths = report.render(run, run_dir)
+    for path in paths:
         console.print(f"wrote {path}")
     return 0
 
@@ -150,10 +181,12 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     """Put two runs side by side: every summary metric, its change, and each claim's verdicts."""
     from harness import report
-    from harness.results import find_run, load_run
+    from harness.results import RunNotFound, find_run, load_run
 
     settings = get_settings()
     a, b = (load_run(find_run(ref, settings.results_dir)) for ref in (args.run_a, args.run_b))
+    if "bench" in (a.get("kind"), b.get("kind")):
+        raise RunNotFound("compare takes two module runs; a bench run's report.md has its own comparison")
     console.print(report.compare_table(a, b))
     return 0
 
@@ -235,6 +268,16 @@ def parser() -> argparse.ArgumentParser:
                      help="Locust worker processes per phase (its distributed mode; the rate is split across them)")
     run.add_argument("--no-fail", action="store_true",
                      help="exit 0 even when a claim fails, is unmeasured or invalid")
+    bench = add("bench", cmd_bench, epilog="Targets come from the module's spec (hot_path): the fast path at "
+                                           "least min_ratio x the floor's throughput, the load side at most "
+                                           "max_load_ratio x bare Locust's CPU per request.")
+    bench.add_argument("module")
+    bench.add_argument("--duration", type=float, default=15.0, help="measured seconds per measurement (default 15)")
+    bench.add_argument("--warmup", type=float, default=5.0, help="seconds before each window (default 5)")
+    bench.add_argument("--connections", type=int, default=32, help="wrk's connections (default 32)")
+    bench.add_argument("--users", type=int, default=32, help="Locust users on both load sides (default 32)")
+    bench.add_argument("--repeat", type=int, default=2, help="alternations of each pair; medians (default 2)")
+    bench.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed or unmeasured")
     add("report", cmd_report).add_argument("run", help="run directory, module/run-id, run-id or latest")
     compare = add("compare", cmd_compare)
     compare.add_argument("run_a")
@@ -248,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     locust_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     args.locust_args = locust_args
+    from harness.bench import BenchError
     from harness.phase import PhaseFailed
     from harness.plan import PlanError
     from harness.prom import PrometheusError
@@ -264,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownModule, BadSpec, PlanError, RunNotFound) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except (StackError, PhaseFailed, PrometheusError) as exc:
+    except (StackError, PhaseFailed, PrometheusError, BenchError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 3
     except KeyboardInterrupt:

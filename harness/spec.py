@@ -172,6 +172,24 @@ class Process(_Frozen):
     port: int | None = Field(default=None, ge=1, le=65535, description="health is GET /healthz here, if set")
 
 
+class HotPath(_Frozen):
+    """What `harness bench` measures for a module (harness/bench.py): its fast path against a trivial
+    endpoint of the same target under wrk, and the module's locustfile against a bare FastHttpUser.
+
+    `path` is a GET under `/<variant>` with a `{key}` taken from 1..`keys` (each is requested once
+    before measuring, so a cache holds them all); `locust_args` make the module's locustfile send
+    only those requests (reads, over the same keys), as the bare locustfile does."""
+
+    fast: str = Field(description="the variant whose fast path is measured (a cache hit, say)")
+    floor: str = Field(description="the variant that does no I/O: the trivial endpoint")
+    path: str = Field(pattern=r"^/\S*\{key\}\S*$", description="request path under /<variant>, with {key}")
+    name: str = Field(min_length=1, description="the request's name in the locustfile's stats")
+    keys: int = Field(default=100, ge=1, le=1_000_000)
+    locust_args: tuple[str, ...] = ()
+    min_ratio: float = Field(default=0.6, gt=0, description="fast path throughput at least this x the floor's")
+    max_load_ratio: float = Field(default=1.10, ge=1, description="load-side CPU per request at most this x bare")
+
+
 class ModuleSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -196,6 +214,7 @@ class ModuleSpec(BaseModel):
     bar_plots: tuple[str, ...] = Field(default=(), description="metrics drawn as one bar chart each")
     line_plots: tuple[LinePlot, ...] = Field(default=(), description="metrics against a per-scenario parameter")
     settings: type[BaseSettings] | None = Field(default=None, description="the module's own HARNESS_<ID>_* knobs")
+    hot_path: HotPath | None = Field(default=None, description="what `harness bench` measures; None: no bench")
 
     @model_validator(mode="after")
     def _cross_references(self) -> ModuleSpec:
@@ -232,6 +251,9 @@ class ModuleSpec(BaseModel):
                                     f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
                 need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
             need(f"claims.{claim.id}.metric", [claim.metric], metrics)
+        if self.hot_path is not None:
+            need("hot_path.fast", [self.hot_path.fast], variants)
+            need("hot_path.floor", [self.hot_path.floor], variants)
         for invariant in self.invariants:
             need(f"invariants.{invariant.name}.enforced_for", invariant.enforced_for or (), variants)
         for field in ("columns", "compare", "progress", "bar_plots"):

@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from harness.claims import Claim
-from harness.spec import Fault, InvariantSpec, Load, ModuleSpec, Scenario, ServerMetric, Sweep, Variant
+from harness.spec import Fault, HotPath, InvariantSpec, Load, ModuleSpec, Scenario, ServerMetric, Sweep, Variant
 
 
 class Settings(BaseSettings):
@@ -32,6 +32,10 @@ SPEC = ModuleSpec(
     port=18101,
     services=("postgres", "redis"),
     settings=Settings,
+    # `harness bench scaling_reads`: a cache hit against noop under wrk (100 ids, all cached), and the
+    # locustfile's reads over the same 100 ids against a bare FastHttpUser.
+    hot_path=HotPath(fast="cache_aside", floor="noop", path="/products/{key}", name=PRODUCT_READ, keys=100,
+                     locust_args=("--write-ratio", "0", "--key-space", "100")),
     variants=(
         Variant(name="direct", sentence="every read queries PostgreSQL"),
         Variant(name="cache_aside",

@@ -36,7 +36,8 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_the_wheel_carries_every_part_of_a_run(wheel):
     names = set(wheel.namelist())
     for path in ("harness/cli.py", "harness/modules/scaling_reads.py", "harness/loadgen/plugin.py",
-                 "locustfiles/scaling_reads.py", "targets/common.py", "targets/scaling_reads.py",
+                 "harness/bench_bare.py", "locustfiles/scaling_reads.py", "targets/common.py",
+                 "targets/scaling_reads.py",
                  "dashboards/scaling_reads.json", "dashboards/prometheus/prometheus.yml",
                  "dashboards/grafana/datasources/prometheus.yml", "dashboards/grafana/dashboards/provider.yml"):
         assert path in names, f"{path} is not in the wheel"

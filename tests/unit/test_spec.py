@@ -9,7 +9,7 @@ from pydantic import ValidationError
 import harness.modules
 from harness.claims import Claim
 from harness.modules import BadSpec, load_spec, modules
-from harness.spec import GENERIC_METRICS, Fault, Load, Scenario
+from harness.spec import GENERIC_METRICS, Fault, HotPath, Load, Scenario
 
 SPECS = sorted(modules())
 
@@ -116,3 +116,16 @@ def test_the_loader_names_the_module_and_the_field(tmp_path, monkeypatch):
     with pytest.raises(BadSpec, match=r"module spec broken_toy: scenarios\.0\.loads\.0\.rate: Input should be "
                                       r"greater than or equal to 0"):
         load_spec("broken_toy")
+
+
+def test_a_hot_path_names_variants_that_exist_and_a_path_with_a_key():
+    reads = harness.modules.get_module("scaling_reads")
+    assert reads.hot_path is not None and {reads.hot_path.fast, reads.hot_path.floor} <= set(reads.variant_names)
+    with pytest.raises(ValidationError, match=r"hot_path\.fast: unknown 'memcached'"):
+        rebuilt(reads, hot_path=reads.hot_path.model_copy(update={"fast": "memcached"}))
+    with pytest.raises(ValidationError, match=r"hot_path\.floor: unknown 'nothing'"):
+        rebuilt(reads, hot_path=reads.hot_path.model_copy(update={"floor": "nothing"}))
+    with pytest.raises(ValidationError, match=r"path\n  String should match pattern"):
+        HotPath(fast="a", floor="b", path="/products/1", name="GET")
+    with pytest.raises(ValidationError, match=r"max_load_ratio\n  Input should be greater than or equal to 1"):
+        HotPath(fast="a", floor="b", path="/p/{key}", name="GET", max_load_ratio=0.9)
