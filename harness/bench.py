@@ -352,7 +352,9 @@ def _flag(m: dict) -> str:
 
 def verdict_line(name: str, v: dict) -> str:
     ratio = "n/a" if v.get("ratio") is None else f"{v['ratio']:.2f}x"
-    text = f"{name}: {ratio} (target {v['bound']}): {v['status'].upper()}"
+    medians = v.get("medians") or {}
+    of = " / ".join(f"{side} {_num(medians.get(side))}" for side in (v.get("numerator"), v.get("denominator")))
+    text = f"{name}: {ratio} ({of}, medians; target {v['bound']}): {v['status'].upper()}"
     return text + (f" ({v['reason']})" if v.get("reason") else "")
 
 

@@ -78,3 +78,10 @@ def test_options_are_checked():
     assert bench.Options().problems() == []
     problems = bench.Options(duration_s=1, warmup_s=0, connections=0, users=5000, repeat=0).problems()
     assert len(problems) == 5 and problems[0].startswith("--duration")
+
+
+def test_the_verdict_line_says_ratio_medians_bound_and_status():
+    run = run_of([target("noop", 7724, 129), target("cache_aside", 5009, 199), load("bare", 114), load("harness", 121)])
+    line = bench.verdict_line("fast path", run["target"])
+    assert line == "fast path: 0.65x (cache_aside 5,009.0 / noop 7,724.0, medians; target >= 0.6): MET"
+    assert bench.verdict_line("load", run_of([])["load"]).endswith("UNMEASURED (a side was never measured)")
