@@ -62,7 +62,7 @@ class Options:
     warmup_s: float = 5.0
     connections: int = 32
     users: int = 32
-    repeat: int = 2
+    repeat: int = 3
 
     def problems(self) -> list[str]:
         return [text for bad, text in (

@@ -276,7 +276,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=float, default=5.0, help="seconds before each window (default 5)")
     bench.add_argument("--connections", type=int, default=32, help="wrk's connections (default 32)")
     bench.add_argument("--users", type=int, default=32, help="Locust users on both load sides (default 32)")
-    bench.add_argument("--repeat", type=int, default=2, help="alternations of each pair; medians (default 2)")
+    bench.add_argument("--repeat", type=int, default=3, help="alternations of each pair; medians (default 3)")
     bench.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed or unmeasured")
     add("report", cmd_report).add_argument("run", help="run directory, module/run-id, run-id or latest")
     compare = add("compare", cmd_compare)
