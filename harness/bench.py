@@ -145,11 +145,20 @@ def parse_wrk(output: str) -> dict:
     return found
 
 
+def preflight(spec: ModuleSpec) -> str:
+    """What the bench needs before it starts anything: a hot path in the spec, and wrk; wrk's path."""
+    if spec.hot_path is None:
+        raise BenchError(f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path)")
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("wrk is not installed: `apt-get install wrk` (scripts/install.sh installs it)")
+    return wrk
+
+
 class Bench:
     def __init__(self, spec: ModuleSpec, settings: Settings, options: Options, run_dir: Path,
                  say: Callable[[str], None]) -> None:
-        if spec.hot_path is None:
-            raise BenchError(f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path)")
+        self.wrk_path = preflight(spec)
         self.spec, self.hot, self.settings, self.options, self.run_dir, self.say = (
             spec, spec.hot_path, settings, options, run_dir, say)
         self.base = url(spec)
@@ -165,15 +174,12 @@ class Bench:
                                      f"{response.text[:200]}")
 
     def wrk(self, variant: str, repetition: int) -> dict:
-        wrk = shutil.which("wrk")
-        if wrk is None:
-            raise BenchError("wrk is not installed: `apt-get install wrk` (scripts/install.sh installs it)")
         prefix, _, suffix = self.hot.path.partition("{key}")
         script = self.run_dir / f"wrk-{variant}.lua"
         script.write_text(wrk_script(f"/{variant}{prefix}", suffix, self.hot.keys))
         o = self.options
-        command = [wrk, "-t1", f"-c{o.connections}", f"-d{o.warmup_s + o.duration_s + 1:g}s", "--timeout", "5s",
-                   "-s", str(script), self.base]
+        command = [self.wrk_path, "-t1", f"-c{o.connections}", f"-d{o.warmup_s + o.duration_s + 1:g}s",
+                   "--timeout", "5s", "-s", str(script), self.base]
         with _bounded(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        stdin=subprocess.DEVNULL)) as process:
             m = self._window(variant, process, None)
@@ -301,10 +307,7 @@ def execute(spec: ModuleSpec, settings: Settings, options: Options,
     from harness.run import environment
     from harness.stack import Stack, services_for
 
-    if spec.hot_path is None:
-        raise BenchError(f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path)")
-    if shutil.which("wrk") is None:
-        raise BenchError("wrk is not installed: `apt-get install wrk` (scripts/install.sh installs it)")
+    preflight(spec)  # before the stack starts
     services = services_for(spec)
     Stack(settings).up(services)
     run_dir = results.new_run_dir(settings.results_dir, "bench")
