@@ -165,7 +165,8 @@ def rendered(project_dir: Path, specs: dict[str, ModuleSpec]) -> dict[Path, str]
         if part.path not in files:
             path = project_dir / part.path
             if not path.is_file():
-                raise GenerateError(f"{path} does not exist: run `harness generate` from the project directory")
+                raise GenerateError(f"{path} does not exist: `harness generate` writes a checkout's files; set "
+                                    f"HARNESS_PROJECT_DIR to the checkout")
             files[part.path] = path.read_text()
         files[part.path] = _replace(files[part.path], part, bodies[part])
     return files
