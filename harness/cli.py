@@ -209,6 +209,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    """Render the specs' parts of compose.yaml and the Prometheus config (module services, target URLs,
+    scrape targets); --check only names the stale files (exit 1)."""
+    from harness import generate
+
+    project_dir = get_settings().project_dir
+    try:
+        paths = (generate.stale if args.check else generate.write)(project_dir, modules())
+    except generate.GenerateError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    for path in paths:
+        console.print(f"stale: {path} (run `harness generate`)" if args.check else f"wrote {path}")
+    if not paths:
+        console.print("up to date")
+    return 1 if args.check and paths else 0
+
+
 def _describe(spec, scenario) -> str:
     parts = [f"variants: {', '.join(spec.scenario_variants(scenario.name))}"]
     parts += [f"load {load.name}: " + (f"{load.rate:g}/s" if load.rate else "closed model") for load in scenario.loads]
@@ -283,6 +301,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a")
     compare.add_argument("run_b")
     add("list", cmd_list)
+    add("generate", cmd_generate).add_argument("--check", action="store_true",
+                                               help="change nothing; exit 1 naming the stale files")
     return root
 
 

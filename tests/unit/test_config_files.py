@@ -35,7 +35,7 @@ DOCUMENTED_NAME = re.compile(r"^\s+(harness_[a-z_]+)\s+(?:counter|histogram|gaug
 
 def _documented_server_metrics() -> dict[str, Path]:
     documented = {}
-    for path in sorted((ROOT / "targets").glob("*.py")):
+    for path in sorted((ROOT / "targets").rglob("*.py")):  # flat files or targets/<id>/ packages
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
         documented.update({name: path for name in DOCUMENTED_NAME.findall(docstring)})
     return documented
@@ -297,16 +297,26 @@ def test_grafana_provisioning_is_mounted_where_grafana_reads_it():
 
 
 def test_one_target_service_per_module_from_the_one_image():
+    # compose.yaml's module services are generated (`harness generate`, tests/unit/test_generate.py):
+    # this checks what the generator writes against the image and the embedded stack.
     from harness.modules import modules
 
     all_services = services()
     for module in modules().values():
         target = all_services.get(module.id)
-        assert target, f"compose.yaml has no target service for module {module.id}"
+        assert target, f"compose.yaml has no target service for module {module.id}: run `harness generate`"
         env = environment(target)
         assert env.get("HARNESS_MODULE") == module.id and env.get("HARNESS_TARGET_PORT") == str(module.port)
         assert "command" not in target, f"{module.id}: the image's command serves targets.$HARNESS_MODULE"
         assert target.get("image") == "pattern-harness:local" and "build" in target
+        for process in module.processes:
+            service = all_services.get(process.name)
+            assert service, f"compose.yaml has no service for {module.id}'s process {process.name}"
+            assert service["command"] == ["python", "-m", process.app], f"{process.name}: {service['command']}"
+            assert service.get("image") == "pattern-harness:local" and "build" in service
+            assert module.id in (service.get("depends_on") or {}), f"{process.name} must wait for its target"
+            if process.port:
+                assert environment(service).get("HARNESS_PROCESS_PORT") == str(process.port)
     cmd = re.search(r"^CMD (.*)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)[1]
     assert "targets.${HARNESS_MODULE" in cmd and "$HARNESS_TARGET_PORT" in cmd, cmd
 
@@ -390,6 +400,9 @@ def test_compose_prometheus_scrapes_compose_services():
     targets = {t for sc in jobs["targets"]["static_configs"] for t in sc["targets"]}
     for module in modules().values():
         assert f"{module.id}:{module.port}" in targets, f"job targets does not scrape module {module.id}"
+        for process in module.processes:
+            if process.port:
+                assert f"{process.name}:{process.port}" in targets, f"job targets does not scrape {process.name}"
     dns = [sd for sd in jobs["loadgen"].get("dns_sd_configs", []) if "locust-worker" in sd["names"]]
     assert dns and dns[0].get("type", "SRV") == "A", "job loadgen must find scaled workers by an A lookup"
 
