@@ -28,14 +28,14 @@ DATASOURCE_UID = "harness-prometheus"
 JOB_NAMES = {"targets", "loadgen", "prometheus"}
 
 # The documented server metric names: every `harness_*` name in the docstring of a target file (the
-# common ones in targets/common.py, a module's own in its target's files); the load side's are the
+# common ones in targets/common.py, a module's own in targets/<id>/metrics.py); the load side's are the
 # Locust exporter's. A dashboard may only query these.
 DOCUMENTED_NAME = re.compile(r"^\s+(harness_[a-z_]+)\s+(?:counter|histogram|gauge)\b", re.MULTILINE)
 
 
 def _documented_server_metrics() -> dict[str, Path]:
     documented = {}
-    for path in sorted((ROOT / "targets").glob("*.py")):
+    for path in sorted((ROOT / "targets").rglob("*.py")):
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
         documented.update({name: path for name in DOCUMENTED_NAME.findall(docstring)})
     return documented

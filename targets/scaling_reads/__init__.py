@@ -1,0 +1,13 @@
+"""The scaling_reads target: `targets.scaling_reads:app` for uvicorn, the Dockerfile and the stack.
+
+`app` is built on first access (PEP 562), so importing `targets.scaling_reads.settings` (the harness's spec
+does) imports neither FastAPI nor the target's stores. Tests build their own app with `.app.build`.
+"""
+
+
+def __getattr__(name: str):
+    if name == "app":
+        from targets.scaling_reads.app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
