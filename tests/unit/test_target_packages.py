@@ -26,7 +26,9 @@ module_id = sys.argv[1]
 importlib.import_module(f"targets.{module_id}.settings")
 after_settings = sorted(name for name in sys.modules if name.split(".")[0] in HEAVY or
                         name == f"targets.{module_id}.app")
-app = getattr(importlib.import_module(f"targets.{module_id}"), "app")
+package = importlib.import_module(f"targets.{module_id}")
+app = getattr(package, "app")
+assert getattr(package, "app") is app, "a second look-up (uvicorn makes one) found another object"
 print(json.dumps({"after_settings": after_settings, "app": type(app).__name__,
                   "psycopg": "psycopg" in sys.modules}))
 """
