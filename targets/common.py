@@ -9,8 +9,13 @@ Only the declared resources (`targets/resources.py`) are opened, in order, in th
 checked by /healthz (an optional one that is down makes the target "degraded", still 200). Handlers
 keep references to the resource objects they were built with; `request.app.state.resources[name]`
 reaches them too. FastAPI publishes the routes at /openapi.json and validates every request with
-pydantic: bad input is a 4xx `{"error": "..."}` with a message, never a 500, and so are inputs the
-database rejects (`psycopg.DataError`).
+pydantic: bad input is a 4xx `{"error": "..."}` with a message, never a 500. A resource adds its own
+exception handlers (Postgres: inputs the database rejects are a 422, a database gone a 503).
+
+Each module is a package, `targets/<id>/`: `app.py` builds the app (`targets.<id>:app`), `settings.py`
+is its one settings class (HARNESS_<ID>_*, read by the harness's spec too), `metrics.py` its own metrics;
+the rest (variants, store, cache, side processes) as the module needs. This file holds only what every
+target uses; it imports no store client (a target without PostgreSQL never loads psycopg).
 
 Targets import nothing from `harness` (a target runs alone in compose). Env they read (`HARNESS_*`):
 PG_DSN, REDIS_URL, PG_POOL_SIZE, ADMIN_TOKEN (admin routes: `Authorization: Bearer <token>`; 404 when
@@ -18,16 +23,12 @@ unset, 401 without the header, 403 with a wrong token), and the test-only failur
 TARGET_FAIL_VARIANT / TARGET_FAIL_RATIO (that share of the variant's non-admin requests answers 503,
 evenly spread: 0.5 fails every second request). Modules read their own `HARNESS_<MODULE>_*`.
 
-Server-side metric names, the one place they are documented (the load side's are in
+Server-side metric names are documented in one place per module: the ones every target emits here,
+each module's own in the docstring of its `targets/<id>/metrics.py` (the load side's are in
 `harness/loadgen/exporter.py`); every series carries `module` and `variant` labels:
 
   harness_http_request_duration_seconds  histogram  request latency per variant and endpoint
   harness_http_responses_total           counter    responses per variant, endpoint and status code
-  harness_cache_lookups_total            counter    result = hit | miss | coalesced (lookups Redis answered)
-  harness_cache_invalidations_total      counter    reason = write | expire | flush
-  harness_cache_errors_total             counter    op = get | set | delete: cache operations that failed,
-                                                    or were skipped while the breaker was open
-  harness_db_queries_total               counter    kind = read | write
   process_cpu_seconds_total              counter    (prometheus-client's process collector)
 """
 
@@ -39,22 +40,21 @@ import hmac
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, disable_created_metrics, generate_latest
-from psycopg_pool import PoolTimeout
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
-from targets.resources import Resource
+if TYPE_CHECKING:
+    from targets.resources import Resource
 
 disable_created_metrics()  # the _created series only add noise to every query
 
@@ -63,11 +63,6 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.007
 REQUEST_LATENCY = Histogram("harness_http_request_duration_seconds", "Request latency seen by the target",
                             ["module", "variant", "endpoint"], buckets=LATENCY_BUCKETS)
 RESPONSES = Counter("harness_http_responses", "Responses by status code", ["module", "variant", "endpoint", "status"])
-CACHE_LOOKUPS = Counter("harness_cache_lookups", "Cache lookups by result", ["module", "variant", "result"])
-CACHE_INVALIDATIONS = Counter("harness_cache_invalidations", "Cache keys removed", ["module", "variant", "reason"])
-CACHE_ERRORS = Counter("harness_cache_errors", "Cache operations that failed or were skipped (breaker open)",
-                       ["module", "variant", "op"])
-DB_QUERIES = Counter("harness_db_queries", "Database statements executed", ["module", "variant", "kind"])
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -217,15 +212,6 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
 
-async def _rejected_by_database(request: Request, exc: psycopg.DataError) -> JSONResponse:
-    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return JSONResponse({"error": f"the database rejected the input: {first_line}"}, status_code=422)
-
-
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": f"database unavailable: {type(exc).__name__}"}, status_code=503)
-
-
 async def healthz(request: Request) -> JSONResponse:
     """200 "ok", or 200 "degraded" when only optional resources are down; 503 when a required one is."""
     state = request.app.state
@@ -288,11 +274,10 @@ def create_app(module: str, variants: Sequence[str], *, routes: Sequence[BaseRou
 
     common = [APIRoute("/healthz", healthz, methods=["GET"], responses=error_responses(503)),
               APIRoute("/metrics", metrics, methods=["GET"], response_class=Response)]
+    handlers = {exc: handler for resource in resources
+                for exc, handler in getattr(resource, "exception_handlers", {}).items()}
     app = FastAPI(title=f"{module} target", version="1", routes=[*common, *routes], lifespan=lifespan,
-                  exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid_request,
-                                      psycopg.DataError: _rejected_by_database,
-                                      PoolTimeout: _database_unavailable,
-                                      psycopg.OperationalError: _database_unavailable})
+                  exception_handlers={**handlers, HTTPException: _http_error, RequestValidationError: _invalid_request})
     app.state.module, app.state.variants, app.state.settings = module, list(variants), settings
     app.state.resources = {resource.name: resource for resource in resources}
     app.state.ready = False

@@ -6,19 +6,31 @@ without it (`optional`: /healthz then says "degraded" instead of failing), and t
 I/O, so handlers can keep a reference from the start; the lifespan does the I/O. A Kafka producer
 (aiokafka's `AIOKafkaProducer`: start / partitions_for / stop) or an S3 client (aiobotocore:
 enter the client context / head_bucket / exit) slot in the same way.
+
+A resource may also carry `exception_handlers` (exception class -> handler), which `create_app` adds
+to the app: Postgres maps the inputs PostgreSQL rejects to 422 and a database that is gone to 503.
+psycopg is imported only when a `Postgres` is built, so a target without PostgreSQL (realtime) never
+loads it. Advisory locks: `advisory_lock(conn, module, purpose)`, on an id that is the module's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import time
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class Resource(Protocol):
@@ -32,16 +44,33 @@ class Resource(Protocol):
     async def close(self) -> None: ...
 
 
+async def _rejected_by_database(request: Request, exc: Exception) -> JSONResponse:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return JSONResponse({"error": f"the database rejected the input: {first_line}"}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"database unavailable: {type(exc).__name__}"}, status_code=503)
+
+
 class Postgres:
     """A psycopg 3 async pool in autocommit. A request waits up to `wait_s` for a connection. Each
     connection is checked as it is handed out (one empty round trip on loopback), so after a PostgreSQL
-    restart the pool replaces its dead connections instead of failing the requests that draw them."""
+    restart the pool replaces its dead connections instead of failing the requests that draw them.
+
+    Its `exception_handlers`: input the database rejects (`psycopg.DataError`) is a 422 with the
+    database's message, never a 500; no connection in time or a database gone is a 503."""
 
     name, optional = "postgres", False
 
     def __init__(self, dsn: str, *, size: int = 16, wait_s: float = 10.0) -> None:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
         self.pool = AsyncConnectionPool(dsn, min_size=min(4, size), max_size=size, timeout=wait_s, open=False,
                                         kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection)
+        self.exception_handlers = {psycopg.DataError: _rejected_by_database, PoolTimeout: _database_unavailable,
+                                   psycopg.OperationalError: _database_unavailable}
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -52,6 +81,26 @@ class Postgres:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def advisory_lock_id(module: str, purpose: str) -> int:
+    """A PostgreSQL advisory lock id (a signed 64-bit integer) for one module's one purpose: stable across
+    processes and releases (blake2b of "<module>:<purpose>"), and distinct across modules, so two targets
+    sharing a database never wait on each other's lock."""
+    digest = hashlib.blake2b(f"{module}:{purpose}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(conn: psycopg.AsyncConnection, module: str, purpose: str) -> AsyncIterator[None]:
+    """Hold the session-level advisory lock of (module, purpose) on `conn` (an autocommit connection), e.g.
+    while several workers of a target start at once and only one may create the schema or seed."""
+    lock = advisory_lock_id(module, purpose)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
 
 class Breaker:

@@ -1,7 +1,7 @@
 """Registry of the curriculum modules: every `harness/modules/<id>.py` that defines `SPEC`.
 
 Adding a module adds a file here (and its target, locustfile, dashboard); no other core file changes.
-One module id is spelled the same everywhere: `targets/<id>.py`, `locustfiles/<id>.py`,
+One module id is spelled the same everywhere: `targets/<id>/`, `locustfiles/<id>.py`,
 `dashboards/<id>.json`, `results/<id>/`, and the metric label `module="<id>"`.
 Loading a spec imports pydantic and the spec's own file only, never Locust.
 """

@@ -1,7 +1,7 @@
 """Dealing with Contention: claims on hot rows under six concurrency-control strategies.
 
 The module's one declaration (see docs/adding-a-module.md): the locustfile and the CLI read it;
-`targets/contention.py` serves the same variants under `/<variant>/events/...`.
+`targets/contention/` serves the same variants under `/<variant>/events/...`.
 
 Contention is the number of hot seats all users fight over (`--hot-seats`): each phase creates a
 fresh event with that many seat rows, each with a large general-admission stock, so every claim is
@@ -11,25 +11,9 @@ A sold unit is a numbered seat: (row, unit); a unit handed out twice is a seat s
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from harness.claims import Claim
 from harness.spec import InvariantSpec, LinePlot, ModuleSpec, Scenario, ServerMetric, Variant
-
-
-class Settings(BaseSettings):
-    """HARNESS_CONTENTION_*; the target reads the same variables (targets/contention.py)."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_CONTENTION_", extra="ignore")
-
-    max_retries: int = Field(default=8, ge=0, le=100, description="optimistic: retries before a 409")
-    backoff_ms: float = Field(default=1.0, gt=0, le=1000, description="optimistic: first backoff (full jitter)")
-    backoff_cap_ms: float = Field(default=32.0, gt=0, le=10_000, description="optimistic: the longest backoff")
-    lock_ttl_ms: int = Field(default=1000, ge=10, le=60_000, description="redis_lock: the lock's lease")
-    lock_wait_ms: int = Field(default=2000, ge=1, le=60_000, description="redis_lock: give up acquiring after")
-    hold_ttl_ms: int = Field(default=1500, ge=10, le=600_000, description="redis_hold: an unconfirmed hold expires")
-
+from targets.contention.settings import Settings
 
 SAFE = ("pessimistic", "optimistic", "atomic", "redis_lock", "redis_hold")
 CLAIM = "POST /events/[id]/claims"

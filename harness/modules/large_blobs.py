@@ -1,6 +1,6 @@
 """Large Blobs: uploads through the app (proxy) against pre-signed URLs straight to the object store.
 
-The module's one declaration (docs/adding-a-module.md). `targets/large_blobs.py` serves the variants;
+The module's one declaration (docs/adding-a-module.md). `targets/large_blobs/` serves the variants;
 `locustfiles/large_blobs.py` uploads generated bodies and checks the invariants and the security checks
 against PostgreSQL and the embedded S3 store (SeaweedFS, `harness/services_s3.py`).
 Thresholds were set from measured runs on a shared 2-core machine, with margin (see the workshop page).
@@ -8,23 +8,9 @@ Thresholds were set from measured runs on a shared 2-core machine, with margin (
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from harness.claims import Claim
 from harness.spec import InvariantSpec, ModuleSpec, Scenario, ServerMetric, Variant
-
-
-class Settings(BaseSettings):
-    """HARNESS_LARGE_BLOBS_*; the target reads the same variables (targets/large_blobs.py)."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_LARGE_BLOBS_", extra="ignore")
-
-    bucket: str = Field(default="large-blobs", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
-    max_mib: int = Field(default=256, ge=1, le=5000)
-    part_mib: int = Field(default=8, ge=5, le=512)
-    url_expiry_s: int = Field(default=60, ge=1, le=3600)
-
+from targets.large_blobs.settings import Settings
 
 MIB = 1 << 20
 TRANSFER = "transfer"  # one upload (every step of it) or one download, as the client sees it

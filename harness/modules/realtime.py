@@ -1,8 +1,8 @@
 """Real-time Updates: one publisher, many subscribers, four ways to deliver (push or poll).
 
-A publisher process (`targets/realtime_publisher.py`) stamps every message with its channel's
+A publisher process (`targets/realtime/publisher.py`) stamps every message with its channel's
 sequence number and the publish time and publishes it through Redis pub/sub (and appends it to the
-channel's Redis Stream, for resume). The target (`targets/realtime.py`) holds one Redis subscription
+channel's Redis Stream, for resume). The target (`targets/realtime/`) holds one Redis subscription
 per process and fans it out to its clients, over Server-Sent Events, WebSocket, long polling or
 short polling. The load side (`harness/loadgen/push.py`) records each message's delivery latency
 (receive time minus publish time, one clock) and checks every connection's sequence.
@@ -10,24 +10,9 @@ short polling. The load side (`harness/loadgen/push.py`) records each message's 
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from harness.claims import Claim
 from harness.spec import Fault, InvariantSpec, ModuleSpec, Process, Scenario, ServerMetric, Variant
-
-
-class Settings(BaseSettings):
-    """HARNESS_REALTIME_*; the target and the publisher read the same variables."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_REALTIME_", extra="ignore")
-
-    publish_rate: float = Field(default=10.0, gt=0, le=1000, description="messages/s per channel, unless a "
-                                "phase asks the publisher for another rate")
-    payload_bytes: int = Field(default=100, ge=0, le=65536)
-    channels: int = Field(default=1, ge=1, le=1000)
-    poll_interval_s: float = Field(default=1.0, gt=0, le=60, description="short polling's interval")
-
+from targets.realtime.settings import PUBLISHER_PORT, Settings
 
 MESSAGE = "message"  # every delivered message is one Locust request of this name; its time is the latency
 PUSH = ("sse", "websocket")
@@ -43,7 +28,7 @@ SPEC = ModuleSpec(
     title="Real-time Updates",
     port=18105,
     services=("redis",),
-    processes=(Process(name="realtime_publisher", app="targets.realtime_publisher", port=18185),),
+    processes=(Process(name="realtime_publisher", app="targets.realtime.publisher", port=PUBLISHER_PORT),),
     settings=Settings,
     repeat=1,
     variants=(

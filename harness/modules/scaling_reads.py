@@ -1,27 +1,14 @@
 """Scaling Reads: a product catalogue read straight from PostgreSQL or through a Redis cache.
 
 The module's one declaration (see docs/adding-a-module.md): the locustfile and the CLI read it;
-`targets/scaling_reads.py` serves the same variants under `/<variant>/...` (the contract test checks).
+`targets/scaling_reads/` serves the same variants under `/<variant>/...` (the contract test checks).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from harness.claims import Claim
 from harness.spec import Fault, HotPath, InvariantSpec, Load, ModuleSpec, Scenario, ServerMetric, Sweep, Variant
-
-
-class Settings(BaseSettings):
-    """HARNESS_SCALING_READS_*; the target reads the same variables (targets/scaling_reads.py)."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_SCALING_READS_", extra="ignore")
-
-    products: int = Field(default=100_000, ge=100, description="catalogue size; the claims were set on it")
-    reviews: int = Field(default=1_000_000, ge=100)
-    cache_ttl_s: int = Field(default=300, ge=1)
-
+from targets.scaling_reads.settings import Settings
 
 CACHED = ("cache_aside", "cache_aside_singleflight", "cache_aside_lease")
 PRODUCT_READ = "GET /products/[id]"

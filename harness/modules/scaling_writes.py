@@ -1,29 +1,15 @@
 """Scaling Writes: small click events written one commit each, micro-batched, or queued through Kafka.
 
 The module's one declaration (see docs/adding-a-module.md): the locustfile and the CLI read it;
-`targets/scaling_writes.py` serves the variants under `/<variant>/events`, and the consumer process
-(`targets/scaling_writes_consumer.py`) drains the topic of `queued` into PostgreSQL.
+`targets/scaling_writes/` serves the variants under `/<variant>/events`, and the consumer process
+(`targets/scaling_writes/consumer.py`) drains the topic of `queued` into PostgreSQL.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from harness.claims import Claim
 from harness.spec import Fault, InvariantSpec, Load, ModuleSpec, Process, Scenario, ServerMetric, Variant
-
-
-class Settings(BaseSettings):
-    """HARNESS_SCALING_WRITES_*; the target and the consumer read the same variables."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_SCALING_WRITES_", extra="ignore")
-
-    batch_max_rows: int = Field(default=500, ge=1, le=10_000, description="batched: flush at N rows")
-    batch_max_ms: float = Field(default=5.0, gt=0, le=1000, description="batched: or T ms after the first row")
-    consumer_max_records: int = Field(default=2000, ge=1, le=50_000, description="queued: rows per consumer batch")
-    caught_up_lag: int = Field(default=500, ge=0, description="queued: the consumer counts as caught up below this")
-
+from targets.scaling_writes.settings import CONSUMER_PORT, Settings
 
 CONSUMER = "scaling_writes_consumer"
 INGEST = "POST /events"
@@ -33,7 +19,7 @@ SPEC = ModuleSpec(
     title="Scaling Writes",
     port=18102,
     services=("postgres", "kafka"),
-    processes=(Process(name=CONSUMER, app="targets.scaling_writes_consumer", port=18182),),
+    processes=(Process(name=CONSUMER, app="targets.scaling_writes.consumer", port=CONSUMER_PORT),),
     settings=Settings,
     variants=(
         Variant(name="direct", sentence="one INSERT and one commit per request; acknowledged after the commit"),

@@ -94,11 +94,12 @@ def test_optimistic_retry_exhaustion_is_a_409(stack):
     """A target allowed no retry: among simultaneous claims on one stock row the conflicts give up at once,
     with a 409 gave_up that wrote nothing."""
     from targets.common import TargetSettings
-    from targets.contention import ContentionSettings, build
+    from targets.contention.app import build
+    from targets.contention.settings import Settings
 
     settings = get_settings()
     app = build(TargetSettings(pg_dsn=settings.pg_dsn, redis_url=settings.redis_url),
-                ContentionSettings(max_retries=0))
+                Settings(max_retries=0))
     with serve(app) as base:
         event = new_event(base, "optimistic", capacity=1_000_000)
         answers = []

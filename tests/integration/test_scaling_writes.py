@@ -18,7 +18,7 @@ import requests
 from harness.modules import get_module, locustfile
 from harness.settings import get_settings
 from targets.resources import Postgres
-from targets.scaling_writes_store import TABLE, MicroBatcher, copy_idempotent, copy_rows, create_schema
+from targets.scaling_writes.store import TABLE, MicroBatcher, copy_idempotent, copy_rows, create_schema
 
 pytestmark = pytest.mark.integration
 SPEC = get_module("scaling_writes")
@@ -128,7 +128,7 @@ def test_the_consumer_absorbs_a_redelivered_batch_from_the_broker(conn, tag):
     the consumer) end up as one row per id."""
     from aiokafka import AIOKafkaProducer
 
-    from targets.scaling_writes_store import TOPIC, encode
+    from targets.scaling_writes.store import TOPIC, encode
 
     rows = [row(tag) for _ in range(20)]
 

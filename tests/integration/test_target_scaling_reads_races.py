@@ -40,14 +40,15 @@ class Gate:
 @pytest.fixture(scope="module")
 def gated(stack):
     from targets.common import TargetSettings
-    from targets.scaling_reads import ReadsSettings, build
+    from targets.scaling_reads.app import build
+    from targets.scaling_reads.settings import Settings
 
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
     gate = Gate(client, f"pytest:miss_gate:{id(client)}")
     gate.reset()
     target = TargetSettings(pg_dsn=settings.pg_dsn, redis_url=settings.redis_url, admin_token=settings.admin_secret)
-    with serve(build(target, ReadsSettings(miss_gate=gate.name))) as url:
+    with serve(build(target, Settings(miss_gate=gate.name))) as url:
         yield url, gate, client
     gate.reset()
 

@@ -1,4 +1,4 @@
-"""Dealing with Contention: claims on hot seat rows, six ways (classes in targets/contention_variants.py).
+"""Dealing with Contention: claims on hot seat rows, six ways (classes in variants.py).
 
 An event has `seats` rows, each with a `capacity` (1 for a numbered seat, more for a general-admission
 stock); a claim takes the row's next unit, and (event, seat, unit) is what was sold. Each phase of the
@@ -16,7 +16,8 @@ down. contention_sales has, on purpose, no unique key on (event, seat, unit): th
 able to show, and the load side's invariants check every variant for it.
 
 Redis keys, per seat: contention:<event>:<seat>:lock / :fence (redis_lock); :next, :free, :holds
-(unit -> expiry ms), :holder (unit -> user) for redis_hold. Settings: HARNESS_CONTENTION_* (as the spec).
+(unit -> expiry ms), :holder (unit -> user) for redis_hold. Settings: HARNESS_CONTENTION_* (settings.py,
+the spec's class). Metrics: metrics.py.
 """
 
 from __future__ import annotations
@@ -26,21 +27,15 @@ from typing import Annotated
 from fastapi import Path
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from targets.common import TargetSettings, Text, admin_route, create_app, error_responses
-from targets.contention_variants import (
-    CLAIMS,
-    CONFLICTS,
-    HOLDS_EXPIRED,
-    LOCK_WAIT,
+from targets.contention.metrics import CLAIMS, CONFLICTS, HOLDS_EXPIRED, LOCK_WAIT, RETRIES, STALE, TRANSACTION
+from targets.contention.settings import Settings
+from targets.contention.variants import (
     MODULE,
-    RETRIES,
-    STALE,
-    TRANSACTION,
     Atomic,
     Naive,
     Optimistic,
@@ -50,7 +45,7 @@ from targets.contention_variants import (
     Refused,
     Seat,
 )
-from targets.resources import Postgres, Redis
+from targets.resources import Postgres, Redis, advisory_lock
 
 VARIANTS = ("naive", "pessimistic", "optimistic", "atomic", "redis_lock", "redis_hold")
 SCHEMA = """
@@ -66,19 +61,6 @@ CREATE TABLE IF NOT EXISTS contention_sales (
     created_at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS contention_sales_seat ON contention_sales (event_id, seat, unit);
 """
-
-
-class ContentionSettings(BaseSettings):
-    """HARNESS_CONTENTION_*, the same variables and defaults as the harness's spec settings."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_CONTENTION_", extra="ignore")
-
-    max_retries: int = Field(default=8, ge=0, le=100)
-    backoff_ms: float = Field(default=1.0, gt=0, le=1000)
-    backoff_cap_ms: float = Field(default=32.0, gt=0, le=10_000)
-    lock_ttl_ms: int = Field(default=1000, ge=10, le=60_000)
-    lock_wait_ms: int = Field(default=2000, ge=1, le=60_000)
-    hold_ttl_ms: int = Field(default=1500, ge=10, le=600_000)
 
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -237,9 +219,9 @@ def _zero_series() -> None:
             CLAIMS.labels(MODULE, variant, outcome)
 
 
-def build(settings: TargetSettings | None = None, knobs: ContentionSettings | None = None):
+def build(settings: TargetSettings | None = None, knobs: Settings | None = None):
     """The app; `settings` and `knobs` replace the env (tests build their own app this way)."""
-    settings, knobs = settings or TargetSettings(), knobs or ContentionSettings()
+    settings, knobs = settings or TargetSettings(), knobs or Settings()
     pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
     redis = Redis(settings.redis_url, optional=True)  # only the redis_* variants need it; they answer 503 without
     strategies = [Naive(pg), Pessimistic(pg), Optimistic(pg, knobs.max_retries, knobs.backoff_ms, knobs.backoff_cap_ms),
@@ -250,12 +232,9 @@ def build(settings: TargetSettings | None = None, knobs: ContentionSettings | No
     _zero_series()
 
     async def setup() -> None:
-        async with pg.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(4243)")  # several workers may start at once
-            try:
-                await conn.execute(SCHEMA)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(4243)")
+        # several workers may start at once
+        async with pg.pool.connection() as conn, advisory_lock(conn, MODULE, "schema"):
+            await conn.execute(SCHEMA)
 
     return create_app(MODULE, VARIANTS, routes=routes, resources=[pg, redis], settings=settings, setup=setup)
 

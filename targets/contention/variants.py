@@ -1,4 +1,4 @@
-"""Dealing with Contention's six ways to claim one unit of a hot seat row; see targets/contention.py.
+"""Dealing with Contention's six ways to claim one unit of a hot seat row; see app.py.
 
 A little over 300 lines on purpose: the six variants stay in one file so they read side by side.
 
@@ -6,16 +6,7 @@ Every variant has `claim(seat, user, request_id) -> unit` and raises `Refused` w
 The write is the same statement everywhere it can be (one UPDATE of the row and one INSERT of the
 sale, as a CTE), so the variants differ only in their concurrency control.
 
-Server-side metrics of this module (beside targets/common.py's); every series carries `module` and `variant`:
-
-  harness_claims_total                   counter    outcome = won | rejected (sold out) | failed (gave up,
-                                                    stale, hold expired, store down)
-  harness_claim_conflicts_total          counter    optimistic version conflicts; redis_lock attempts refused
-  harness_claim_retries_total            counter    optimistic retries after a conflict
-  harness_lock_wait_seconds              histogram  time to get the row lock or the Redis lock
-  harness_transaction_seconds            histogram  the claim's write, lock held to commit
-  harness_holds_expired_total            counter    redis_hold: unconfirmed holds whose units returned
-  harness_stale_writes_rejected_total    counter    redis_lock: writes the fencing token refused
+Its metrics are in metrics.py.
 """
 
 from __future__ import annotations
@@ -26,26 +17,10 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
-
-from targets.common import LATENCY_BUCKETS
+from targets.contention.metrics import CONFLICTS, HOLDS_EXPIRED, LOCK_WAIT, RETRIES, STALE, TRANSACTION
 from targets.resources import Postgres, Redis
 
 MODULE = "contention"
-CLAIMS = Counter("harness_claims", "Claims by outcome: won | rejected (sold out) | failed (gave up, stale, busy)",
-                 ["module", "variant", "outcome"])
-CONFLICTS = Counter("harness_claim_conflicts", "Version conflicts (optimistic) or lock attempts refused "
-                    "(redis_lock)", ["module", "variant"])
-RETRIES = Counter("harness_claim_retries", "Claims retried after a conflict", ["module", "variant"])
-LOCK_WAIT = Histogram("harness_lock_wait_seconds", "Time to get the lock (row lock or Redis lock)",
-                      ["module", "variant"], buckets=LATENCY_BUCKETS)
-TRANSACTION = Histogram("harness_transaction_seconds", "Duration of the claim's write (lock held to commit)",
-                        ["module", "variant"], buckets=LATENCY_BUCKETS)
-HOLDS_EXPIRED = Counter("harness_holds_expired", "Unconfirmed holds that expired; their seats returned",
-                        ["module", "variant"])
-STALE = Counter("harness_stale_writes_rejected", "Writes refused by the fencing token: the lock had expired",
-                ["module", "variant"])
-
 SELECT = "SELECT sold, capacity, version FROM contention_seats WHERE event_id = %(event)s AND seat = %(seat)s"
 # The write all variants share: count the unit on the row, record the sale; {guard} is the variant's condition.
 WRITE = """WITH claimed AS (

@@ -2,13 +2,13 @@
 client-generated id), three ways. Each variant is `POST /<variant>/events`:
 
   direct    one INSERT and one commit per request; 201 after the commit
-  batched   an in-process micro-batcher (targets/scaling_writes_store.py): one COPY per N rows or T ms
+  batched   an in-process micro-batcher (store.py): one COPY per N rows or T ms
             (HARNESS_SCALING_WRITES_BATCH_MAX_ROWS / _BATCH_MAX_MS); 201 after the request's own batch
             committed; a failed flush answers 503 to exactly the requests in it
   queued    produced to the Kafka topic with aiokafka, acks=all; 202 after the broker's ack. The embedded
             broker (tansu) refuses idempotent producers (InitProducerId v0), so the producer is NOT
             idempotent: a retried send could append twice, which the consumer's id check absorbs.
-            The consumer process (targets/scaling_writes_consumer.py) writes the rows.
+            The consumer process (consumer.py, `python -m targets.scaling_writes.consumer`) writes the rows.
 
 A request that could not be made durable (database or broker error, timeout) gets 503, never a 2xx.
 Durability of a 2xx: direct and batched, PostgreSQL's commit (fsync on); queued, the broker's log:
@@ -30,15 +30,14 @@ from starlette.responses import JSONResponse, Response
 
 from targets.common import TargetSettings, Text, create_app, error_responses
 from targets.resources import Postgres
-from targets.scaling_writes_store import (
+from targets.scaling_writes.metrics import PRODUCED, ROWS
+from targets.scaling_writes.settings import Settings
+from targets.scaling_writes.store import (
     MODULE,
-    PRODUCED,
-    ROWS,
     TOPIC,
     BrokerSettings,
     MicroBatcher,
     Row,
-    WritesSettings,
     copy_rows,
     create_schema,
     encode,
@@ -134,9 +133,9 @@ class Ingest:
                          responses=errors)]
 
 
-def build(settings: TargetSettings | None = None, writes: WritesSettings | None = None, bootstrap: str | None = None):
+def build(settings: TargetSettings | None = None, writes: Settings | None = None, bootstrap: str | None = None):
     """The app; the arguments replace the env (tests build their own app this way)."""
-    settings, writes = settings or TargetSettings(), writes or WritesSettings()
+    settings, writes = settings or TargetSettings(), writes or Settings()
     pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
     kafka = Kafka(bootstrap or BrokerSettings().kafka_bootstrap)
     batcher = MicroBatcher(lambda rows: copy_rows(pg, rows), writes.batch_max_rows, writes.batch_max_ms)

@@ -1,5 +1,5 @@
 """Real-time Updates: messages from the publisher reach subscribers by push (SSE, WebSocket) or by
-polling (long, short). All four read the same hub (targets/realtime_hub.py): one Redis pub/sub
+polling (long, short). All four read the same hub (hub.py): one Redis pub/sub
 subscription per process, so any number of target processes can serve connections.
 
   GET /sse/events?channel=c            text/event-stream; `id:` is the sequence, so a client coming back
@@ -15,7 +15,7 @@ A message is the publisher's JSON, unchanged: {"seq", "ts", "channel", "p"}. A m
 starts at the channel's head (what is published from now on). On SIGTERM the streams end and held polls
 answer within a second, so a restart takes no longer than that; clients resume from their last sequence.
 
-Server-side metrics: see targets/realtime_hub.py.
+Settings: HARNESS_REALTIME_* (settings.py, the spec's class; the target reads `channels`). Metrics: metrics.py.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, which name a
@@ -26,24 +26,17 @@ from typing import Annotated
 from fastapi import Header, Query, WebSocket
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from targets.common import TargetSettings, create_app, error_responses
-from targets.realtime_hub import BYTES, CONNECTIONS, DELIVERED, MODULE, REQUESTS, Hub, Item, register_collector
+from targets.realtime.hub import Hub, Item
+from targets.realtime.metrics import BYTES, CONNECTIONS, DELIVERED, MODULE, REQUESTS, register_collector
+from targets.realtime.settings import Settings
 
 VARIANTS = ("sse", "websocket", "long_poll", "short_poll")
 SEQ_MAX = 2**62
-
-
-class RealtimeSettings(BaseSettings):
-    """HARNESS_REALTIME_*, as the harness's spec settings (only `channels` matters here)."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_REALTIME_", extra="ignore")
-
-    channels: int = Field(default=1, ge=1, le=1000)
 
 
 class Page(BaseModel):
@@ -205,9 +198,9 @@ class Endpoints:
         return routes
 
 
-def build(settings: TargetSettings | None = None, realtime: RealtimeSettings | None = None):
+def build(settings: TargetSettings | None = None, realtime: Settings | None = None):
     """The app; `settings` and `realtime` replace the env (tests build their own app this way)."""
-    settings, realtime = settings or TargetSettings(), realtime or RealtimeSettings()
+    settings, realtime = settings or TargetSettings(), realtime or Settings()
     hub = Hub(settings.redis_url, VARIANTS)
     register_collector(VARIANTS)
     return create_app(MODULE, VARIANTS, routes=Endpoints(hub, realtime.channels).routes(), resources=[hub],

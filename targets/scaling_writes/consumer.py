@@ -1,4 +1,5 @@
-"""Scaling Writes' consumer: drains the `queued` variant's topic into PostgreSQL (`python -m` this module).
+"""Scaling Writes' consumer: drains the `queued` variant's topic into PostgreSQL
+(`python -m targets.scaling_writes.consumer`, the stack's process `scaling_writes_consumer`).
 
 At least once, made effectively once: it reads a batch (getmany), writes it in one transaction with
 COPY into a temporary table and `INSERT ... WHERE NOT EXISTS` on the event id (idempotent: a record
@@ -11,8 +12,9 @@ sets harness_writes_consumer_lag and, after a backlog (lag above HARNESS_SCALING
 harness_writes_consumer_catchup_seconds: how long the consumer was behind (from the first sample over the
 threshold, which after a restart is the consumer's start, until the lag is back under it).
 
-Serves on 127.0.0.1:HARNESS_PROCESS_PORT: /healthz, /metrics, and /lag (JSON; the locustfile's settle
-polls it). Without a database the loop retries its batch with a backoff; it never skips one.
+Settings: HARNESS_SCALING_WRITES_* (settings.py, the spec's class). Serves on 127.0.0.1:HARNESS_PROCESS_PORT
+(run alone: settings.CONSUMER_PORT, the spec's port): /healthz, /metrics, and /lag (JSON; the locustfile's
+settle polls it). Without a database the loop retries its batch with a backoff; it never skips one.
 """
 
 from __future__ import annotations
@@ -36,20 +38,22 @@ from starlette.routing import Route
 
 from targets.common import TargetSettings, metrics
 from targets.resources import Postgres
-from targets.scaling_writes_store import (
+from targets.scaling_writes.metrics import (
     BATCH_ROWS,
     CATCHUP,
     CONSUMED,
     FLUSH_SECONDS,
     LAG,
-    MODULE,
     REDELIVERED,
     ROWS,
-    TOPIC,
     VISIBLE,
     VISIBLE_P95,
+)
+from targets.scaling_writes.settings import CONSUMER_PORT, Settings
+from targets.scaling_writes.store import (
+    MODULE,
+    TOPIC,
     BrokerSettings,
-    WritesSettings,
     copy_idempotent,
     create_schema,
     decode,
@@ -206,7 +210,7 @@ class LagMonitor:
 
 
 def build() -> Starlette:
-    writes, settings = WritesSettings(), TargetSettings()
+    writes, settings = Settings(), TargetSettings()
     bootstrap = BrokerSettings().kafka_bootstrap
     pg = Postgres(settings.pg_dsn, size=1)  # for the schema only
     consumer = Consumer(settings.pg_dsn, bootstrap, writes.consumer_max_records)
@@ -249,7 +253,7 @@ def build() -> Starlette:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the monitor's assign() logs at every sample
-    port = int(os.environ.get("HARNESS_PROCESS_PORT", "18182"))
+    port = int(os.environ.get("HARNESS_PROCESS_PORT", CONSUMER_PORT))
     host = os.environ.get("HARNESS_BIND", "127.0.0.1")
     uvicorn.run(build(), host=host, port=port, log_level="warning", access_log=False)
 

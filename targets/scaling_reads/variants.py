@@ -1,5 +1,5 @@
 """Scaling Reads' variants, one class per read strategy behind one interface (`read`, `add_review`,
-`set_price`); the cached ones also `expire` and `flush`. See targets/scaling_reads.py for what each
+`set_price`); the cached ones also `expire` and `flush`. See targets/scaling_reads/app.py for what each
 stands for, the key scheme and what happens when Redis is gone.
 """
 
@@ -9,9 +9,9 @@ import asyncio
 import os
 from typing import Protocol
 
-from targets.cache import UNAVAILABLE, Cache
-from targets.common import CACHE_LOOKUPS
-from targets.scaling_reads_store import Catalogue
+from targets.scaling_reads.cache import UNAVAILABLE, Cache
+from targets.scaling_reads.metrics import CACHE_LOOKUPS
+from targets.scaling_reads.store import Catalogue
 
 MODULE = "scaling_reads"
 LOCK_MS = 2000  # a single-flight recompute or a lease outlives any product read by far

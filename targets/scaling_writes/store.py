@@ -1,23 +1,9 @@
-"""Scaling Writes' data in PostgreSQL, its metrics, and the two batched writers.
+"""Scaling Writes' data in PostgreSQL, the broker's topic, and the two batched writers.
 
 The events table has NO unique constraint on `id`, on purpose: a duplicate is a second row, which
 the invariants count. Only a plain index serves the consumer's existence check and the invariants.
 
-Metric families live here because the target and the consumer process both import this module, so
-the target's /metrics describes every family the dashboard reads (the consumer's have samples only
-in the consumer's own /metrics). Every series carries `module` and `variant`:
-
-  harness_writes_rows_committed_total           counter    rows committed (new rows only for queued)
-  harness_writes_batch_rows                     histogram  rows per flush (batched) / per consumer batch
-  harness_writes_flush_seconds                  histogram  one flush: COPY + commit
-  harness_writes_flush_failures_total           counter    flushes that failed (their requests got 503)
-  harness_writes_produced_total                 counter    queued: events the broker acknowledged
-  harness_writes_consumed_total                 counter    queued: records the consumer read (with redeliveries)
-  harness_writes_redelivered_total              counter    queued: records skipped as already present
-  harness_writes_consumer_lag                   gauge      queued: high watermark minus committed offset
-  harness_writes_consumer_catchup_seconds       gauge      queued: last backlog's length, shown for 5 s after it
-  harness_writes_visible_delay_seconds          histogram  queued: produce (record timestamp) to row committed
-  harness_writes_visible_delay_p95_seconds      gauge      queued: p95 of that delay over the last 5 s
+Its metrics are in metrics.py; its settings in settings.py.
 """
 
 from __future__ import annotations
@@ -29,13 +15,13 @@ from uuid import UUID
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter, Gauge, Histogram
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from targets.resources import Postgres
+from targets.resources import Postgres, advisory_lock, advisory_lock_id
+from targets.scaling_writes.metrics import BATCH_ROWS, FLUSH_FAILURES, FLUSH_SECONDS, ROWS
 
 MODULE = "scaling_writes"
+WRITER_LOCK = advisory_lock_id(MODULE, "writer")  # held by every idempotent write (copy_idempotent)
 TOPIC, PARTITIONS = "scaling_writes.events", 3
 TABLE = "scaling_writes_events"
 COLUMNS = ("id", "tag", "short_code", "url", "referrer", "user_agent", "clicked_at")
@@ -58,21 +44,11 @@ STAGE = f"CREATE TEMPORARY TABLE incoming (LIKE {TABLE} INCLUDING DEFAULTS) ON C
 COPY_STAGE = f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN"
 MERGE = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT DISTINCT ON (i.id) {', '.join('i.' + c for c in COLUMNS)} "
          f"FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM {TABLE} e WHERE e.id = i.id)")
-WRITER_LOCK = 7_102_102
-
-
-class WritesSettings(BaseSettings):
-    """HARNESS_SCALING_WRITES_* (the harness's spec has the same) and the broker's address."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_SCALING_WRITES_", extra="ignore")
-
-    batch_max_rows: int = Field(default=500, ge=1, le=10_000)
-    batch_max_ms: float = Field(default=5.0, gt=0, le=1000)
-    consumer_max_records: int = Field(default=2000, ge=1, le=50_000)
-    caught_up_lag: int = Field(default=500, ge=0)
 
 
 class BrokerSettings(BaseSettings):
+    """The broker's address: the stack's (HARNESS_KAFKA_BOOTSTRAP), not one of the module's settings."""
+
     model_config = SettingsConfigDict(env_prefix="HARNESS_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -91,31 +67,10 @@ async def ensure_topic(bootstrap: str) -> None:
         await admin.close()
 
 
-ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-SECOND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-LABELS = ["module", "variant"]
-ROWS = Counter("harness_writes_rows_committed", "Rows committed", LABELS)
-BATCH_ROWS = Histogram("harness_writes_batch_rows", "Rows per flush", LABELS, buckets=ROW_BUCKETS)
-FLUSH_SECONDS = Histogram("harness_writes_flush_seconds", "One flush: COPY and commit", LABELS,
-                          buckets=SECOND_BUCKETS)
-FLUSH_FAILURES = Counter("harness_writes_flush_failures", "Flushes that failed", LABELS)
-PRODUCED = Counter("harness_writes_produced", "Events the broker acknowledged", LABELS)
-CONSUMED = Counter("harness_writes_consumed", "Records the consumer read", LABELS)
-REDELIVERED = Counter("harness_writes_redelivered", "Records skipped as already present", LABELS)
-LAG = Gauge("harness_writes_consumer_lag", "High watermark minus committed offset, summed", LABELS)
-CATCHUP = Gauge("harness_writes_consumer_catchup_seconds", "Last backlog episode: seconds behind", LABELS)
-VISIBLE = Histogram("harness_writes_visible_delay_seconds", "Produce to row committed", LABELS,
-                    buckets=SECOND_BUCKETS)
-VISIBLE_P95 = Gauge("harness_writes_visible_delay_p95_seconds", "p95 of the visible delay over the last 5 s", LABELS)
-
-
 async def create_schema(pg: Postgres) -> None:
-    async with pg.pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(7102)")  # several processes may start at once
-        try:
-            await conn.execute(SCHEMA)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(7102)")
+    # several processes (the target's workers, the consumer) may start at once
+    async with pg.pool.connection() as conn, advisory_lock(conn, MODULE, "schema"):
+        await conn.execute(SCHEMA)
 
 
 async def insert_one(pg: Postgres, row: Row) -> None:

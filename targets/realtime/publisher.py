@@ -1,4 +1,4 @@
-"""Real-time Updates' publisher (`python -m targets.realtime_publisher`): a service of the stack.
+"""Real-time Updates' publisher (`python -m targets.realtime.publisher`): a process of the stack.
 
 Every 1/rate seconds, for each channel, one Lua script (atomic, so sequence, stream and publish never
 disagree) INCRs the channel's sequence, XADDs the message to its stream under id "<seq>-0" (capped
@@ -6,11 +6,12 @@ near STREAM_MAX entries) and PUBLISHes it. The message is JSON {"seq", "ts", "ch
 time.time() at publish, so a subscriber on this machine computes delivery latency with one clock.
 
 Rate, payload size and channel count come from HARNESS_REALTIME_PUBLISH_RATE / _PAYLOAD_BYTES /
-_CHANNELS, unless the Redis hash `realtime:publisher` says otherwise (a phase sets it: see
-locustfiles/realtime.py); it is read again twice a second. Redis gone: retry each second; the
+_CHANNELS (settings.py, the spec's class), unless the Redis hash `realtime:publisher` says otherwise
+(a phase sets it: see locustfiles/realtime.py); it is read again twice a second. Redis gone: retry each second; the
 sequence lives in Redis, so nothing is numbered twice.
 
-Serves /healthz, /metrics (harness_realtime_published_total) and /config on 127.0.0.1:HARNESS_PROCESS_PORT.
+Serves /healthz, /metrics (harness_realtime_published_total, metrics.py) and /config on
+127.0.0.1:HARNESS_PROCESS_PORT (run alone: settings.PUBLISHER_PORT, the spec's port).
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ import time
 
 import redis.asyncio as aioredis
 import uvicorn
-from prometheus_client import Counter
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from targets.common import TargetSettings, metrics
-from targets.realtime_hub import MODULE, channel_keys
+from targets.realtime.hub import channel_keys
+from targets.realtime.metrics import MODULE, PUBLISHED
+from targets.realtime.settings import PUBLISHER_PORT, Settings
 
 CONFIG_KEY = "realtime:publisher"
 STREAM_MAX = 100_000
@@ -50,32 +50,23 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'm', msg)
 redis.call('PUBLISH', KEYS[3], msg)
 return seq
 """
-PUBLISHED = Counter("harness_realtime_published", "Messages published", ["module", "variant", "channel"])
 log = logging.getLogger("realtime.publisher")
 
 
-class PublisherSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HARNESS_REALTIME_", extra="ignore")
-
-    publish_rate: float = Field(default=10.0, gt=0, le=1000)
-    payload_bytes: int = Field(default=100, ge=0, le=65536)
-    channels: int = Field(default=1, ge=1, le=1000)
-
-
-def overrides(raw: dict, defaults: PublisherSettings) -> PublisherSettings:
+def overrides(raw: dict, defaults: Settings) -> Settings:
     """The hash's fields over the defaults; a field that does not validate is ignored (and logged)."""
     values = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
               for k, v in raw.items()}
     try:
-        return PublisherSettings(**{**defaults.model_dump(),
-                                    **{k: v for k, v in values.items() if k in PublisherSettings.model_fields}})
+        return Settings(**{**defaults.model_dump(),
+                           **{k: v for k, v in values.items() if k in Settings.model_fields}})
     except ValueError as exc:
         log.warning("ignoring %s: %s", CONFIG_KEY, exc)
         return defaults
 
 
 class Publisher:
-    def __init__(self, url: str, defaults: PublisherSettings) -> None:
+    def __init__(self, url: str, defaults: Settings) -> None:
         self.redis = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
         self.script = self.redis.register_script(PUBLISH)
         self.defaults = self.config = defaults
@@ -115,8 +106,8 @@ class Publisher:
             await asyncio.sleep(max(0.0, delay))
 
 
-def build(url: str | None = None, defaults: PublisherSettings | None = None) -> Starlette:
-    publisher = Publisher(url or TargetSettings().redis_url, defaults or PublisherSettings())
+def build(url: str | None = None, defaults: Settings | None = None) -> Starlette:
+    publisher = Publisher(url or TargetSettings().redis_url, defaults or Settings())
     state: dict = {"task": None}
 
     @contextlib.asynccontextmanager
@@ -144,7 +135,7 @@ def build(url: str | None = None, defaults: PublisherSettings | None = None) -> 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    port = int(os.environ.get("HARNESS_PROCESS_PORT", "18185"))
+    port = int(os.environ.get("HARNESS_PROCESS_PORT", PUBLISHER_PORT))
     host = os.environ.get("HARNESS_BIND", "127.0.0.1")
     uvicorn.run(build(), host=host, port=port, log_level="warning", access_log=False)
 

@@ -1,6 +1,6 @@
 """Scaling Reads: a product page read straight from PostgreSQL, or through a Redis cache.
 
-Variants, each under its own route prefix (classes in targets/scaling_reads_variants.py):
+Variants, each under its own route prefix (classes in variants.py):
   direct                    every read queries PostgreSQL
   cache_aside               Redis first; on a miss, PostgreSQL then SET with a TTL; writes invalidate
   cache_aside_singleflight  cache_aside, plus one recompute per key at a time (in-process futures
@@ -21,12 +21,12 @@ Degrade, don't fail: every Redis call has bounded timeouts and goes through a ci
 costs a cached read nothing but its PostgreSQL query; each failed or skipped call is counted in
 harness_cache_errors_total{op}; and reads recover by themselves when Redis answers again. A write is
 answered once it is committed: an invalidation that fails is remembered and retried every 0.25 s
-until Redis takes it (targets/cache.py); until then reads of that key bypass the cache and nothing
+until Redis takes it (cache.py); until then reads of that key bypass the cache and nothing
 is cached under it, so the stale entry is never served and is gone within 0.25 s of Redis being
 back (or after its TTL if the target died meanwhile).
 
-Settings: HARNESS_SCALING_READS_PRODUCTS, _REVIEWS, _CACHE_TTL_S (as the harness's spec), the common
-ones in targets/common.py, and the test-only HARNESS_SCALING_READS_MISS_GATE (see MissGate).
+Settings: HARNESS_SCALING_READS_* (settings.py, the class the harness's spec reads too, with the test-only
+MISS_GATE: see store.MissGate), the common ones in targets/common.py. Metrics: metrics.py.
 """
 
 from __future__ import annotations
@@ -36,29 +36,18 @@ from typing import Annotated
 from fastapi import Path
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from targets.cache import UNAVAILABLE, Cache
 from targets.common import TargetSettings, Text, admin_route, create_app, error_responses
 from targets.resources import Postgres, Redis
-from targets.scaling_reads_store import Catalogue, MissGate, seed
-from targets.scaling_reads_variants import MODULE, CacheAside, Direct, Lease, Noop, SingleFlight, Variant
+from targets.scaling_reads.cache import UNAVAILABLE, Cache
+from targets.scaling_reads.settings import Settings
+from targets.scaling_reads.store import Catalogue, MissGate, seed
+from targets.scaling_reads.variants import MODULE, CacheAside, Direct, Lease, Noop, SingleFlight, Variant
 
 VARIANTS = ("direct", "cache_aside", "cache_aside_singleflight", "cache_aside_lease", "noop")
 CACHED = {"cache_aside": CacheAside, "cache_aside_singleflight": SingleFlight, "cache_aside_lease": Lease}
-
-
-class ReadsSettings(BaseSettings):
-    """HARNESS_SCALING_READS_*, the same variables and defaults as the harness's spec settings."""
-
-    model_config = SettingsConfigDict(env_prefix="HARNESS_SCALING_READS_", extra="ignore")
-
-    products: int = Field(default=100_000, ge=100)
-    reviews: int = Field(default=1_000_000, ge=100)
-    cache_ttl_s: int = Field(default=300, ge=1)
-    miss_gate: str | None = Field(default=None, description="test only: hold cache fills (MissGate)")
 
 
 class NewReview(BaseModel):
@@ -146,9 +135,9 @@ class Endpoints:
         return routes
 
 
-def build(settings: TargetSettings | None = None, reads: ReadsSettings | None = None):
+def build(settings: TargetSettings | None = None, reads: Settings | None = None):
     """The app; `settings` and `reads` replace the env (tests build their own app this way)."""
-    settings, reads = settings or TargetSettings(), reads or ReadsSettings()
+    settings, reads = settings or TargetSettings(), reads or Settings()
     pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
     redis = Redis(settings.redis_url, optional=True)  # a cache: the target lives without it
     gate = MissGate(settings.redis_url, reads.miss_gate) if reads.miss_gate else None

@@ -14,7 +14,8 @@ Variants, each under its own route prefix:
 Keys are `<variant>/<tag>/<uid>`; the client's tag names its run and phase, so the load side's
 invariants find one phase's objects. Store and database failures answer 503 (502 when the store
 refuses a call it should accept); a bad body 422; nothing is recorded unless the store has the object.
-Settings: HARNESS_S3_URL/_ACCESS_KEY/_SECRET_KEY, HARNESS_LARGE_BLOBS_* (below), the common ones.
+Settings: HARNESS_LARGE_BLOBS_* (settings.py, the spec's class), the store's HARNESS_S3_URL/_ACCESS_KEY/
+_SECRET_KEY (store.S3Settings), the common ones. Metrics: metrics.py.
 """
 
 from __future__ import annotations
@@ -29,28 +30,15 @@ import httpx
 from fastapi import Path, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from targets import large_blobs_store as store
 from targets.common import TargetSettings, create_app, error_responses
-from targets.large_blobs_store import MIB, MODULE, S3, VARIANTS, Records, StoreError
+from targets.large_blobs import metrics, store
+from targets.large_blobs.settings import Settings
+from targets.large_blobs.store import MIB, MODULE, S3, VARIANTS, Records, S3Settings, StoreError
 from targets.resources import Postgres
-
-
-class BlobSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HARNESS_", extra="ignore")
-
-    s3_url: str = "http://127.0.0.1:19000"
-    s3_access_key: str = "harness"
-    s3_secret_key: str = "harness-secret"
-    large_blobs_bucket: str = Field(default="large-blobs", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
-    large_blobs_max_mib: int = Field(default=256, ge=1, le=5000, description="largest object accepted")
-    large_blobs_part_mib: int = Field(default=8, ge=5, le=512, description="multipart part size (S3: >= 5 MiB)")
-    large_blobs_url_expiry_s: int = Field(default=60, ge=1, le=3600, description="pre-signed URLs' default expiry")
-
 
 SHA, TAG, TYPE = r"^[0-9a-f]{64}$", r"^[A-Za-z0-9._-]{1,80}$", r"^[a-z]+/[a-z0-9.+-]{1,64}$"
 Uid = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -81,8 +69,8 @@ class StreamCounter:
         variant = scope.get("path", "/")[1:].partition("/")[0] if scope["type"] == "http" else ""
         if variant not in VARIANTS:
             return await self.app(scope, receive, send)
-        received = store.APP_BYTES.labels(MODULE, variant, "received")
-        sent = store.APP_BYTES.labels(MODULE, variant, "sent")
+        received = metrics.APP_BYTES.labels(MODULE, variant, "received")
+        sent = metrics.APP_BYTES.labels(MODULE, variant, "sent")
 
         async def counted_receive():
             message = await receive()
@@ -99,9 +87,9 @@ class StreamCounter:
 class Blobs:
     """The handlers of one variant."""
 
-    def __init__(self, variant: str, s3: S3, records: Records, settings: BlobSettings) -> None:
+    def __init__(self, variant: str, s3: S3, records: Records, settings: Settings) -> None:
         self.variant, self.s3, self.records, self.settings = variant, s3, records, settings
-        self.max_bytes, self.part_size = settings.large_blobs_max_mib * MIB, settings.large_blobs_part_mib * MIB
+        self.max_bytes, self.part_size = settings.max_mib * MIB, settings.part_mib * MIB
 
     def _checked_size(self, size: int) -> int:
         if size > self.max_bytes:
@@ -113,13 +101,13 @@ class Blobs:
 
     async def _record(self, blob: dict, started: float) -> JSONResponse:
         await self.records.record(blob)
-        store.RECORDED.labels(MODULE, self.variant).inc()
-        store.RECORDED_MIB.labels(MODULE, self.variant).inc(blob["size"] / MIB)
-        store.UPLOAD_SECONDS.labels(MODULE, self.variant).observe(time.time() - started)
+        metrics.RECORDED.labels(MODULE, self.variant).inc()
+        metrics.RECORDED_MIB.labels(MODULE, self.variant).inc(blob["size"] / MIB)
+        metrics.UPLOAD_SECONDS.labels(MODULE, self.variant).observe(time.time() - started)
         return self._recorded(blob)
 
     def _refuse(self, reason: str, message: str) -> HTTPException:
-        store.REFUSED.labels(MODULE, self.variant, reason).inc()
+        metrics.REFUSED.labels(MODULE, self.variant, reason).inc()
         return HTTPException(409, message)
 
     # --- proxy ------------------------------------------------------------------------------
@@ -145,7 +133,7 @@ class Blobs:
     # --- presigned --------------------------------------------------------------------------
     async def presign(self, new: NewUpload) -> JSONResponse:
         size, uid = self._checked_size(new.size), uuid.uuid4().hex
-        key, expires = f"{self.variant}/{new.tag}/{uid}", new.expires_s or self.settings.large_blobs_url_expiry_s
+        key, expires = f"{self.variant}/{new.tag}/{uid}", new.expires_s or self.settings.url_expiry_s
         await self.records.pending({"uid": uid, "key": key, "variant": self.variant, "size": size,
                                     "sha256": new.sha256, "content_type": new.content_type, "upload_id": None,
                                     "part_size": None, "part_sha256": None, "created_at": time.time()})
@@ -201,7 +189,7 @@ class Blobs:
     async def _sign(self, upload: dict, numbers, expires_s: int | None) -> list[dict]:
         numbers = list(numbers)
         await self.records.signed(upload["uid"], len(numbers))
-        expires = expires_s or self.settings.large_blobs_url_expiry_s
+        expires = expires_s or self.settings.url_expiry_s
         return [{"number": n, "size": self._part_size(upload, n), "url": self.s3.part_url(
             upload["key"], upload["upload_id"], n, self._part_size(upload, n), upload["part_sha256"][n - 1], expires),
             "headers": {"x-amz-checksum-sha256": store.b64(upload["part_sha256"][n - 1])}} for n in numbers]
@@ -249,9 +237,9 @@ class Blobs:
         blob = await self.records.blob(uid)
         if blob is None:
             raise HTTPException(404, f"no object {uid}")
-        store.DOWNLOADS.labels(MODULE, self.variant).inc()
+        metrics.DOWNLOADS.labels(MODULE, self.variant).inc()
         if self.variant != "proxy":
-            return RedirectResponse(self.s3.get_url(blob["key"], self.settings.large_blobs_url_expiry_s), 307)
+            return RedirectResponse(self.s3.get_url(blob["key"], self.settings.url_expiry_s), 307)
         stream = self.s3.stream_get(blob["key"])
         response = await stream.__aenter__()
         if response.status_code != 200:
@@ -290,10 +278,11 @@ async def _store_failed(request: Request, exc: Exception) -> JSONResponse:
                          f"object store unavailable: {type(exc).__name__}"}, status_code=status)
 
 
-def build(settings: TargetSettings | None = None, blobs: BlobSettings | None = None):
-    settings, blobs = settings or TargetSettings(), blobs or BlobSettings()
+def build(settings: TargetSettings | None = None, blobs: Settings | None = None, store_at: S3Settings | None = None):
+    """The app; the arguments replace the env (tests build their own app this way)."""
+    settings, blobs, store_at = settings or TargetSettings(), blobs or Settings(), store_at or S3Settings()
     pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
-    s3 = S3(blobs.s3_url, blobs.s3_access_key, blobs.s3_secret_key, blobs.large_blobs_bucket)
+    s3 = S3(store_at.url, store_at.access_key, store_at.secret_key, blobs.bucket)
     records = Records(pg)
     routes = [route for name in VARIANTS for route in Blobs(name, s3, records, blobs).routes()]
     app = create_app(MODULE, VARIANTS, routes=routes, resources=[pg, s3], settings=settings, setup=records.setup)

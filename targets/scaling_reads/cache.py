@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 
-from targets.common import CACHE_ERRORS, CACHE_INVALIDATIONS
 from targets.resources import Redis
+from targets.scaling_reads.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS
 
 # What a dead, stalled or overloaded Redis raises through redis-py asyncio.
 FAILURES = (RedisError, OSError, asyncio.TimeoutError)

@@ -13,8 +13,8 @@ import time
 import redis.asyncio as aioredis
 from starlette.exceptions import HTTPException
 
-from targets.common import DB_QUERIES
-from targets.resources import Postgres
+from targets.resources import Postgres, advisory_lock
+from targets.scaling_reads.metrics import DB_QUERIES
 
 SEED_VERSION = 2
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "office", "sports", "tools", "toys", "travel")
@@ -63,22 +63,19 @@ def review_counts(products: int, reviews: int, exponent: float = 1.0) -> list[in
 async def seed(pg: Postgres, products: int, reviews: int) -> None:
     """Create and fill the catalogue once (deterministic, COPY); later starts find it and return."""
     want = (SEED_VERSION, products, reviews)
-    async with pg.pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(4242)")  # several workers may start at once
-        try:
-            await conn.execute(SCHEMA)
-            row = await (await conn.execute("SELECT version, products, reviews FROM seed_meta")).fetchone()
-            if row == want:
-                return
-            await conn.execute("TRUNCATE products, reviews, seed_meta")
-            await conn.execute("DROP INDEX IF EXISTS reviews_product_created")
-            await _copy_rows(conn, products, reviews)
-            await conn.execute("CREATE INDEX reviews_product_created ON reviews (product_id, created_at DESC)")
-            await conn.execute("ANALYZE products")
-            await conn.execute("ANALYZE reviews")
-            await conn.execute("INSERT INTO seed_meta VALUES (%s, %s, %s)", want)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(4242)")
+    # several workers may start at once: one seeds, the others find its seed_meta row
+    async with pg.pool.connection() as conn, advisory_lock(conn, "scaling_reads", "seed"):
+        await conn.execute(SCHEMA)
+        row = await (await conn.execute("SELECT version, products, reviews FROM seed_meta")).fetchone()
+        if row == want:
+            return
+        await conn.execute("TRUNCATE products, reviews, seed_meta")
+        await conn.execute("DROP INDEX IF EXISTS reviews_product_created")
+        await _copy_rows(conn, products, reviews)
+        await conn.execute("CREATE INDEX reviews_product_created ON reviews (product_id, created_at DESC)")
+        await conn.execute("ANALYZE products")
+        await conn.execute("ANALYZE reviews")
+        await conn.execute("INSERT INTO seed_meta VALUES (%s, %s, %s)", want)
 
 
 async def _copy_rows(conn, products: int, reviews: int) -> None:

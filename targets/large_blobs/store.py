@@ -1,21 +1,10 @@
 """Large Blobs' stores: the S3 resource (boto3 signs and runs the small control calls in a thread;
-httpx streams the bytes), the PostgreSQL schema and records, and the module's own metrics.
+httpx streams the bytes), the PostgreSQL schema and records. Metrics: metrics.py; settings: settings.py.
 
 Checksums: every upload declares its SHA-256 up front and the URL it gets binds it
 (x-amz-checksum-sha256 is a signed header), so the store itself refuses a body that does not match;
 `complete` then reads the store's HEAD (size, checksum, type) and never the bytes. A multipart object
 is recorded with its composite checksum, AWS's: SHA-256 over the parts' SHA-256 digests, "-<parts>".
-
-The module's server metrics (beside targets/common.py's); every series carries `module` and `variant`:
-
-  harness_blob_app_bytes_total            counter    direction = in | out: HTTP body bytes through the app
-  harness_blob_objects_recorded_total     counter    objects recorded after the store had them
-  harness_blob_recorded_mib_total         counter    MiB of objects recorded
-  harness_blob_completes_refused_total    counter    reason: complete calls refused (object does not match)
-  harness_blob_downloads_total            counter    downloads served (streamed or redirected)
-  harness_blob_upload_seconds             histogram  upload durations the target sees
-  harness_blob_app_cpu_seconds_total      counter    the target process's CPU seconds
-  harness_blob_rss_peak_mib               gauge      the target process's peak RSS (high-water mark), MiB
 """
 
 from __future__ import annotations
@@ -23,70 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
-import threading
-import time
 
 import boto3
 import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from targets.resources import advisory_lock
 
 MODULE = "large_blobs"
 VARIANTS = ("proxy", "presigned", "multipart")
 MIB = 1 << 20
-
-APP_BYTES = Counter("harness_blob_app_bytes", "Bytes of HTTP bodies the target received or sent",
-                    ["module", "variant", "direction"])
-RECORDED = Counter("harness_blob_objects_recorded", "Objects recorded in PostgreSQL after the store had them",
-                   ["module", "variant"])
-RECORDED_MIB = Counter("harness_blob_recorded_mib", "MiB of objects recorded", ["module", "variant"])
-REFUSED = Counter("harness_blob_completes_refused", "complete calls refused: the store's object does not match",
-                  ["module", "variant", "reason"])
-DOWNLOADS = Counter("harness_blob_downloads", "Downloads served (streamed or redirected)", ["module", "variant"])
-UPLOAD_SECONDS = Histogram("harness_blob_upload_seconds", "Upload durations the target sees (proxy: the stream; "
-                           "presigned, multipart: from init to complete)", ["module", "variant"],
-                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-
-
-class ProcessCollector:
-    """The target's CPU seconds and its peak RSS, labelled with every variant: a phase runs one variant
-    at a time, so a phase's ratio of CPU to MiB selects its own. The peak is sampled every 50 ms by a
-    thread (a scrape each second would miss a short peak) and is a high-water mark: its increase over
-    a window is how much the window raised the process's peak memory."""
-
-    def __init__(self) -> None:
-        self.peak_rss = self._rss()
-        threading.Thread(target=self._sample, daemon=True, name="rss-sampler").start()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self) -> None:
-        while True:  # a daemon thread of the target process: ends with it
-            self.peak_rss = max(self.peak_rss, self._rss())
-            time.sleep(0.05)
-
-    def collect(self):
-        times = os.times()
-        cpu = CounterMetricFamily("harness_blob_app_cpu_seconds", "Target process CPU seconds",
-                                  labels=["module", "variant"])
-        peak = GaugeMetricFamily("harness_blob_rss_peak_mib", "Target process peak RSS (high-water mark), MiB",
-                                 labels=["module", "variant"])
-        for variant in VARIANTS:
-            cpu.add_metric([MODULE, variant], times.user + times.system)
-            peak.add_metric([MODULE, variant], self.peak_rss / MIB)
-        yield cpu
-        yield peak
-
-
-PROCESS = ProcessCollector()
-REGISTRY.register(PROCESS)
-
 
 def b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
@@ -94,6 +31,16 @@ def b64(hex_digest: str) -> str:
 
 def composite_sha256(part_hex: list[str]) -> str:
     return hashlib.sha256(b"".join(bytes.fromhex(h) for h in part_hex)).hexdigest() + f"-{len(part_hex)}"
+
+
+class S3Settings(BaseSettings):
+    """The object store's address and keys: the stack's (HARNESS_S3_*), not one of the module's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="HARNESS_S3_", extra="ignore")
+
+    url: str = "http://127.0.0.1:19000"
+    access_key: str = "harness"
+    secret_key: str = "harness-secret"
 
 
 class StoreError(RuntimeError):
@@ -194,12 +141,9 @@ class Records:
         self.pg = pg
 
     async def setup(self) -> None:
-        async with self.pg.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(4242)")  # several workers may start at once
-            try:
-                await conn.execute(SCHEMA)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(4242)")
+        # several workers may start at once
+        async with self.pg.pool.connection() as conn, advisory_lock(conn, MODULE, "schema"):
+            await conn.execute(SCHEMA)
 
     async def _one(self, sql: str, params: tuple):
         async with self.pg.pool.connection() as conn:
