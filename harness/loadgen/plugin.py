@@ -4,7 +4,8 @@ A locustfile calls `plugin = loadgen.setup(SPEC)` once, at import. The plugin ad
 `harness.loadgen.options`, attaches itself to the Environment (`environment.harness`) so users find
 it, records exact latencies after the warm-up, exports load-side metrics, starts the embedded stack
 when the target does not answer (`harness.loadgen.bootstrap`), adds the workers' deltas on the master
-(`harness.loadgen.merge`), runs the registered invariants when the test stops
+(`harness.loadgen.merge`), sets the scenario's knobs on the system under test for each test
+(`harness.loadgen.knobs`), runs the registered invariants when the test stops
 (`harness.loadgen.invariants`), and writes the results JSON that `harness run` reads.
 """
 
@@ -21,7 +22,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from harness.loadgen import bootstrap, exporter, merge, options
+from harness.loadgen import bootstrap, exporter, knobs, merge, options
 from harness.loadgen.arrivals import Arrivals
 from harness.loadgen.invariants import Invariants
 from harness.loadgen.recorder import ExactRecorder
@@ -83,6 +84,10 @@ class Plugin:
     @property
     def options(self):
         return self.environment.parsed_options
+
+    def knob(self, service: str, name: str, default):
+        """The value this test sets `service`'s knob `name` to (the scenario's, or --knob), else `default`."""
+        return knobs.value(self.options.knobs, service, name, default)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def bind(self) -> None:
@@ -146,6 +151,8 @@ class Plugin:
                             self.options.expect_workers, runner.worker_count)
         elif self.options.rate > 0:
             self._start_arrivals()
+        if not isinstance(runner, WorkerRunner):  # once per test, before any user starts
+            knobs.apply(self.spec, self.options.knobs, get_settings())
         if not isinstance(runner, WorkerRunner) and self.options.started_file:
             merge.write_json(self.options.started_file, {"start": self.start, "measured_start": self.measured_start})
         gevent.spawn_later(self.options.warmup, self._end_warmup)
@@ -216,6 +223,8 @@ class Plugin:
             exporter.FAULT.labels(self.spec.id, self.options.variant, fault.service, fault.action).set(0)
         self.load_cpu_seconds = _cpu_seconds() - self.cpu_at_measured_start
         runner = environment.runner
+        if not isinstance(runner, WorkerRunner):
+            knobs.reset(self.spec, self.options.knobs, get_settings())
         if isinstance(runner, WorkerRunner):  # the samples the periodic reports have not carried yet
             runner.send_message("harness_final", {**self.recorder.take_delta(), "cpu_seconds": self.load_cpu_seconds})
             return
@@ -233,7 +242,8 @@ class Plugin:
         invariants = self._invariants.run(self.environment, o.variant)
         meta = {"module": self.spec.id, "variant": o.variant, "scenario": o.scenario, "load": o.load or None,
                 "profile": o.profile, "host": self.environment.host, "start": self.start,
-                "measured_start": self.measured_start, "end": self.end, "users": o.num_users, "rate": o.rate or None}
+                "measured_start": self.measured_start, "end": self.end, "users": o.num_users, "rate": o.rate or None,
+                "knobs": knobs.record(o.knobs)}
         results = merge.document(self.recorder, meta, invariants, self.load_cpu_seconds + self.workers.cpu_seconds,
                                  self.workers.counts if distributed else None)
         print(merge.summary_text(results), flush=True)

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from harness.claims import Claim
-from harness.spec import Fault, InvariantSpec, ModuleSpec, Process, Scenario, ServerMetric, Variant
+from harness.spec import Fault, InvariantSpec, Knob, ModuleSpec, Process, Scenario, ServerMetric, Variant
 
 
 class Settings(BaseSettings):
@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HARNESS_REALTIME_", extra="ignore")
 
     publish_rate: float = Field(default=10.0, gt=0, le=1000, description="messages/s per channel, unless a "
-                                "phase asks the publisher for another rate")
+                                "scenario's knob sets another rate for its phases")
     payload_bytes: int = Field(default=100, ge=0, le=65536)
     channels: int = Field(default=1, ge=1, le=1000)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60, description="short polling's interval")
@@ -32,6 +32,7 @@ class Settings(BaseSettings):
 MESSAGE = "message"  # every delivered message is one Locust request of this name; its time is the latency
 PUSH = ("sse", "websocket")
 RESUMING = ("sse", "long_poll", "short_poll")
+PUBLISHER = "realtime_publisher"  # its knobs: publish_rate, payload_bytes, channels (targets/realtime_publisher.py)
 
 
 def _per_variant(name: str) -> str:
@@ -43,7 +44,7 @@ SPEC = ModuleSpec(
     title="Real-time Updates",
     port=18105,
     services=("redis",),
-    processes=(Process(name="realtime_publisher", app="targets.realtime_publisher", port=18185),),
+    processes=(Process(name=PUBLISHER, app="targets.realtime_publisher", port=18185),),
     settings=Settings,
     repeat=1,
     variants=(
@@ -61,7 +62,8 @@ SPEC = ModuleSpec(
                  users=300, duration_s=15, warmup_s=5, options=("--spawn-rate", "150")),
         Scenario(name="fanout", description="1,000 subscribers, one message per second: each is a burst to "
                  "every connection, and its p99 is the delivery spread", variants=PUSH, users=1000,
-                 duration_s=12, warmup_s=7, options=("--spawn-rate", "250", "--publish-rate", "1")),
+                 duration_s=12, warmup_s=7, options=("--spawn-rate", "250"),
+                 knobs=(Knob(service=PUBLISHER, name="publish_rate", value=1),)),
         Scenario(name="restart", description="the target is restarted mid-window: every connection drops "
                  "and comes back", variants=("sse", "websocket", "long_poll"), users=100, duration_s=15,
                  warmup_s=4, error_budget=0.05, options=("--spawn-rate", "100"),
