@@ -18,7 +18,7 @@ from collections.abc import Callable
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from targets.common import admin_route, error_responses
+from targets.common import admin_route
 
 
 class KnobRoutes:
@@ -47,5 +47,4 @@ class KnobRoutes:
         return [admin_route("/admin/knobs", self.get, methods=["GET"], response_model=self.model,
                             summary="the knobs in force"),
                 admin_route("/admin/knobs", put, methods=["PUT"], response_model=self.model,
-                            responses=error_responses(422),
                             summary="set the knobs for a phase: the ones given, every other back to its default")]

@@ -133,3 +133,10 @@ def test_results_are_written_atomically(tmp_path):
     target = tmp_path / "deep" / "started.json"
     merge.write_json(target, {"start": 1.0, "measured_start": 6.0})
     assert target.read_text().startswith("{") and list(target.parent.iterdir()) == [target]
+
+
+def test_a_scenario_knobs_and_the_command_line_overrides_resolve_into_the_options():
+    parsed, problems = parse("--knob", "scaling_reads.x=2", "--knob", "scaling_reads.x=3")
+    assert problems == [] and [(k.service, k.name, k.value) for k in parsed.knobs] == [("scaling_reads", "x", 3)]
+    parsed, problems = parse("--knob", "redis.x=1")
+    assert problems == ["--knob redis.x=1: 'redis' serves no knobs; known: scaling_reads"] and parsed.knobs == ()
