@@ -14,7 +14,9 @@ publishes 1 message/s), set for each test by the harness's Locust plugin, else i
 HARNESS_REALTIME_* settings; `--knob realtime_publisher.publish_rate=20` (or `.payload_bytes`,
 `.channels`) overrides them:
 
-    locust -f locustfiles/realtime.py --variant sse --knob realtime_publisher.channels=4
+    locust -f locustfiles/realtime.py --variant sse --knob realtime_publisher.publish_rate=20
+
+More channels than the target's HARNESS_REALTIME_CHANNELS are refused by the target (422 on connect).
 
 When the test stops, every subscriber's sequence is checked: messages skipped inside a connection's
 sequence, plus those published on its channel before the stop (less a grace period for messages in

@@ -4,8 +4,8 @@
 master bind to 127.0.0.1 unless the user asks otherwise (`--web-host`, `--master-bind-host` or their
 LOCUST_* variables). A scenario's own settings (its loads' rate and users, its warm-up, its extra
 `options`) become defaults for a plain `locust -f ... --scenario X` too; arguments given on the
-command line or by their LOCUST_* variables win over them. `options.knobs` is what the test sets on
-the system under test: the scenario's knobs with `--knob` over them (harness/loadgen/knobs.py).
+command line or by their LOCUST_* variables win over them; so do `--knob`s over the scenario's knobs
+(harness/loadgen/knobs.py).
 """
 
 from __future__ import annotations
@@ -75,10 +75,9 @@ def resolve(options, spec: ModuleSpec) -> list[str]:
         found.append(f"scenario {scenario.name} has the loads {', '.join(loads) or '(none)'}; "
                      f"got --load {options.load}")
     try:
-        options.knobs = knobs.resolve(spec, scenario.name, options.knob)
+        knobs.resolve(spec, scenario.name, options.knob)
     except ValueError as exc:
         found.append(str(exc))
-        options.knobs = ()
     return found
 
 
