@@ -36,6 +36,7 @@ class PhaseSpec:
     group: str = ""  # the summary this phase belongs to: "<scenario>" or "<scenario>.<load>"
     step: int | None = None  # a sweep's step (its rate's index); None outside sweeps
     error_budget: float = 0.01
+    knobs: tuple[dict, ...] = ()  # the scenario's knobs ({service, name, value}), set on the system under test
 
     @property
     def slug(self) -> str:
@@ -100,7 +101,7 @@ class Plan:
                     specs.append(PhaseSpec(first_index + len(specs), name, variant, repetition,
                                            self.users or users or scenario.users or DEFAULT_USERS, duration,
                                            warmup, rate, load if len(loads) > 1 else "", group,
-                                           error_budget=scenario.error_budget))
+                                           error_budget=scenario.error_budget, knobs=_knobs(scenario)))
         return specs
 
     def sweep_phase(self, name: str, variant: str, repetition: int, step: int, rate: float,
@@ -108,7 +109,7 @@ class Plan:
         scenario, sweep = self.spec.scenario(name), self.sweep(name)
         duration, warmup = self._timing(scenario)
         return PhaseSpec(index, name, variant, repetition, sweep.users, duration, warmup, rate, "", name, step,
-                         scenario.error_budget)
+                         scenario.error_budget, _knobs(scenario))
 
     def estimate_s(self) -> float:
         """Seconds of load the run will take at most (sweeps at their cap), for a progress bar."""
@@ -130,6 +131,10 @@ class Plan:
                 "duration_s": self.duration_s, "warmup_s": self.warmup_s, "repeat": self.repeat,
                 "latency_of": self.spec.latency_of, "locust_args": self.locust_args,
                 "sweeps": {n: s.model_dump() for n in self.scenarios if (s := self.sweep(n)) is not None}}
+
+
+def _knobs(scenario: Scenario) -> tuple[dict, ...]:
+    return tuple(knob.model_dump() for knob in scenario.knobs)
 
 
 def make_plan(spec: ModuleSpec, variants: list[str] | None = None, scenarios: list[str] | None = None,

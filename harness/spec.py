@@ -77,6 +77,17 @@ class Fault(_Frozen):
     duration_s: float = Field(gt=0, le=600)
 
 
+class Knob(_Frozen):
+    """A setting of the system under test that a scenario turns for its phases: the load side sets it on
+    `service` (the module's target, or one of its processes with a port) through that service's
+    `PUT /admin/knobs` when a test starts, and puts every knob back to its default when the test stops.
+    The service validates `name` and `value` (a 4xx names the problem); run.json records each phase's."""
+
+    service: str = Field(pattern=ID, description="the module's target (its id) or one of its processes")
+    name: str = Field(pattern=ID, description="a knob the service declares")
+    value: bool | int | float | str
+
+
 class Scenario(_Frozen):
     name: str = Field(pattern=ID)
     description: str = ""
@@ -88,6 +99,7 @@ class Scenario(_Frozen):
     sweep: Sweep | None = None
     error_budget: float = Field(default=0.01, ge=0, le=1, description="failed share of requests a phase may have")
     faults: tuple[Fault, ...] = ()
+    knobs: tuple[Knob, ...] = Field(default=(), description="settings of the target or a process for its phases")
     options: tuple[str, ...] = Field(default=(), description="extra Locust arguments for this scenario's phases")
 
     @model_validator(mode="after")
@@ -97,6 +109,9 @@ class Scenario(_Frozen):
         names = [load.name for load in self.loads]
         if len(set(names)) != len(names):
             raise ValueError(f"load names must be unique, got {names}")
+        knobs = [f"{knob.service}.{knob.name}" for knob in self.knobs]
+        if len(set(knobs)) != len(knobs):
+            raise ValueError(f"knobs: each one is set once, got {knobs}")
         return self
 
 
@@ -239,6 +254,7 @@ class ModuleSpec(BaseModel):
             need(f"scenarios.{scenario.name}.variants", scenario.variants or (), variants)
             services = (*self.services, self.id, *(p.name for p in self.processes))
             need(f"scenarios.{scenario.name}.faults.service", [f.service for f in scenario.faults], services)
+            need(f"scenarios.{scenario.name}.knobs.service", [k.service for k in scenario.knobs], self.knob_services)
         for claim in self.claims:
             scenario_name, _, load = claim.scenario.partition(".")
             need(f"claims.{claim.id}.scenario", [scenario_name], scenarios)
@@ -278,6 +294,12 @@ class ModuleSpec(BaseModel):
 
     def scenario_variants(self, name: str) -> list[str]:
         return list(self.scenario(name).variants or self.variant_names)
+
+    @property
+    def knob_services(self) -> dict[str, int]:
+        """The services a knob may name, with their base ports: the target and every process with a port
+        (each serves PUT /admin/knobs there)."""
+        return {self.id: self.port, **{p.name: p.port for p in self.processes if p.port}}
 
     @property
     def target_app(self) -> str:

@@ -25,7 +25,6 @@ import psycopg
 import redis
 import requests
 from locust import FastHttpUser, events, task
-from locust.runners import WorkerRunner
 
 from harness import loadgen
 from harness.loadgen import ProfileShape  # noqa: F401  (Locust plays the shape it finds here)
@@ -33,12 +32,8 @@ from harness.modules.contention import CLAIM, SPEC
 from harness.settings import get_settings
 from locustfiles.contention_checks import check_holds, check_sales
 
-VARIANTS = {v.name: v.sentence for v in SPEC.variants}
-SCENARIOS = {s.name: s for s in SPEC.scenarios}
-CLAIMS = list(SPEC.claims)
 CONFIRM = "POST /events/[id]/confirm"
 SOLD = "sales_answered"
-PAUSE = {"every": 20, "pause_ms": 1300, "count": 100_000}  # paused_holder: past the 1 s lease
 plugin = loadgen.setup(SPEC)
 
 
@@ -69,19 +64,6 @@ def event_name(options) -> str:
     return f"{options.run_id}:{options.phase}:{options.variant}"
 
 
-def admin_headers() -> dict:
-    secret = get_settings().admin_secret
-    return {"Authorization": f"Bearer {secret}"} if secret else {}
-
-
-def _arm_pause(host: str, off: bool = False) -> None:
-    body = {**PAUSE, "count": 0} if off else PAUSE
-    response = requests.post(f"{host}/redis_lock/admin/pause", json=body, headers=admin_headers(), timeout=10)
-    if response.status_code != 200:
-        raise RuntimeError(f"cannot arm the paused holders: {response.status_code} {response.text[:200]} (the "
-                           "target's admin routes need its admin token)")
-
-
 @events.test_start.add_listener
 def _create_event(environment, **_) -> None:
     """Every process creates the phase's event by name (idempotent), so all of them claim the same one."""
@@ -91,15 +73,6 @@ def _create_event(environment, **_) -> None:
     if response.status_code != 201:
         raise RuntimeError(f"cannot create the event: {response.status_code} {response.text[:200]}")
     environment.contention_event = response.json()["id"]
-    if o.scenario == "paused_holder" and not isinstance(environment.runner, WorkerRunner):
-        _arm_pause(environment.host)
-
-
-@events.test_stop.add_listener
-def _disarm(environment, **_) -> None:
-    o = environment.parsed_options
-    if o.scenario == "paused_holder" and not isinstance(environment.runner, WorkerRunner):
-        _arm_pause(environment.host, off=True)
 
 
 class Buyer(loadgen.Paced, FastHttpUser):

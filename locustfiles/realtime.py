@@ -5,10 +5,18 @@ Run it as plain Locust (web UI, or add --headless -u 300 -t 60s):
     locust -f locustfiles/realtime.py --variant sse
 
 The variants, scenarios and claims are the module's spec (`harness/modules/realtime.py`). Each user is
-one subscriber of channel (user number mod --channels), built on the generic users of
+one subscriber of channel (user number mod the channels published), built on the generic users of
 `harness/loadgen/push.py`: one request event `message` per delivered message, its time the delivery
-latency; `connect` for connection setup; `disconnect` when a stream drops. At test start the publisher
-is told this phase's --publish-rate, --payload-bytes and --channels (the Redis hash it reads).
+latency; `connect` for connection setup; `disconnect` when a stream drops.
+
+The publisher's rate, payload size and channel count are its knobs: the scenario's (`fanout`
+publishes 1 message/s), set for each test by the harness's Locust plugin, else its
+HARNESS_REALTIME_* settings; `--knob realtime_publisher.publish_rate=20` (or `.payload_bytes`,
+`.channels`) overrides them:
+
+    locust -f locustfiles/realtime.py --variant sse --knob realtime_publisher.publish_rate=20
+
+More channels than the target's HARNESS_REALTIME_CHANNELS are refused by the target (422 on connect).
 
 When the test stops, every subscriber's sequence is checked: messages skipped inside a connection's
 sequence, plus those published on its channel before the stop (less a grace period for messages in
@@ -27,12 +35,11 @@ from locust.runners import WorkerRunner
 
 from harness import loadgen
 from harness.loadgen import push
-from harness.modules.realtime import SPEC
+from harness.modules.realtime import PUBLISHER, SPEC
 from harness.settings import get_settings
 from locustfiles.realtime_checks import check_sequences, unreceived_tail
 
 SETTINGS = SPEC.settings()
-CONFIG_KEY = "realtime:publisher"
 SUBSCRIBERS: list[tuple[int, push.Sequence]] = []  # (channel, sequence) of every subscriber in this process
 _numbers = itertools.count()
 
@@ -40,22 +47,18 @@ _numbers = itertools.count()
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     group = parser.add_argument_group("realtime")
-    group.add_argument("--publish-rate", type=float, default=SETTINGS.publish_rate, env_var="LOCUST_PUBLISH_RATE",
-                       help="messages/s per channel the publisher sends during this test")
-    group.add_argument("--payload-bytes", type=int, default=SETTINGS.payload_bytes, env_var="LOCUST_PAYLOAD_BYTES")
-    group.add_argument("--channels", type=int, default=SETTINGS.channels, env_var="LOCUST_CHANNELS",
-                       help="channels published; users subscribe round-robin (at most the target's channels)")
     group.add_argument("--poll-interval", type=float, default=SETTINGS.poll_interval_s,
                        env_var="LOCUST_POLL_INTERVAL", help="short polling's interval, seconds")
 
 
 class Subscriber:
-    """Mixin: picks this user's channel and registers its sequence for the checks."""
+    """Mixin: picks this user's channel (round-robin over the channels published) and registers its
+    sequence for the checks."""
 
     def on_start(self) -> None:
         super().on_start()
-        options = self.environment.parsed_options
-        channel = next(_numbers) % max(1, options.channels)
+        channels = self.environment.harness.knob(PUBLISHER, "channels", SETTINGS.channels)
+        channel = next(_numbers) % channels
         self.query = {"channel": channel}
         SUBSCRIBERS.append((channel, self.sequence))
 
@@ -96,15 +99,8 @@ def _one_user_class(environment, **_) -> None:
 
 
 @events.test_start.add_listener
-def _configure_publisher(environment, **_) -> None:
+def _forget_subscribers(environment, **_) -> None:
     SUBSCRIBERS.clear()
-    push.STREAMS.clear()
-    if isinstance(environment.runner, WorkerRunner):
-        return
-    o = environment.parsed_options
-    with _redis() as r:
-        r.hset(CONFIG_KEY, mapping={"publish_rate": o.publish_rate, "payload_bytes": o.payload_bytes,
-                                    "channels": o.channels})
 
 
 # --- the sequence checks: pure functions (tests call them) and their registration --------------------

@@ -41,9 +41,6 @@ from harness.loadgen.zipf import Zipfian
 from harness.modules.scaling_reads import CACHED, PRODUCT_READ, SPEC
 from harness.settings import get_settings
 
-VARIANTS = {v.name: v.sentence for v in SPEC.variants}
-SCENARIOS = {s.name: s for s in SPEC.scenarios}
-CLAIMS = list(SPEC.claims)
 SETTINGS = SPEC.settings()
 
 HOT_PRODUCT = 1

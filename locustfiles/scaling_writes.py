@@ -33,9 +33,6 @@ try:  # Locust puts the locustfile's directory on sys.path; a checkout also has 
 except ImportError:
     from locustfiles.scaling_writes_checks import check_events, drained
 
-VARIANTS = {v.name: v.sentence for v in SPEC.variants}
-SCENARIOS = {s.name: s for s in SPEC.scenarios}
-CLAIMS = list(SPEC.claims)
 SENT, ACKNOWLEDGED = "events_sent", "events_acknowledged"
 SETTLE_TIMEOUT_S = 30
 REFERRERS = (None, "https://news.example.org/", "https://social.example.com/feed", "https://mail.example.net/")

@@ -38,7 +38,7 @@ class WorkerDeltas:
 def document(recorder: ExactRecorder, meta: dict, invariants: list[dict], load_cpu_seconds: float,
              workers: dict[str, int] | None) -> dict:
     """The results JSON: `meta` (module, variant, scenario, load, profile, host, start, measured_start,
-    end, users, rate), the exact results, the open model's counts, load-side CPU and the invariants."""
+    end, users, rate, knobs), the exact results, the open model's counts, load-side CPU and the invariants."""
     exact = recorder.results()
     total = exact["requests"][AGGREGATE]
     sent = total.get("count", 0) + total.get("failures", 0)

@@ -4,7 +4,8 @@
 master bind to 127.0.0.1 unless the user asks otherwise (`--web-host`, `--master-bind-host` or their
 LOCUST_* variables). A scenario's own settings (its loads' rate and users, its warm-up, its extra
 `options`) become defaults for a plain `locust -f ... --scenario X` too; arguments given on the
-command line or by their LOCUST_* variables win over them.
+command line or by their LOCUST_* variables win over them; so do `--knob`s over the scenario's knobs
+(harness/loadgen/knobs.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
+from harness.loadgen import knobs
 from harness.shapes import PROFILES
 from harness.spec import ModuleSpec, Scenario
 
@@ -44,6 +46,9 @@ def add_options(parser, spec: ModuleSpec) -> None:
                             "(0, the default: closed model)")
     group.add_argument("--arrivals", choices=["fixed", "poisson"], default="fixed", env_var="LOCUST_ARRIVALS",
                        help="open model: fixed spacing or Poisson arrivals")
+    group.add_argument("--knob", action="append", default=[], metavar="SERVICE.NAME=VALUE",
+                       help="set a knob of the target or a module process for the test, over the scenario's "
+                            "(repeatable; the service validates it)")
     group.add_argument("--no-stack", action="store_true", default=False, env_var="LOCUST_NO_STACK",
                        help="never start the embedded stack, even when the target does not answer")
 
@@ -69,6 +74,10 @@ def resolve(options, spec: ModuleSpec) -> list[str]:
     if options.load and options.load not in loads:
         found.append(f"scenario {scenario.name} has the loads {', '.join(loads) or '(none)'}; "
                      f"got --load {options.load}")
+    try:
+        knobs.resolve(spec, scenario.name, options.knob)
+    except ValueError as exc:
+        found.append(str(exc))
     return found
 
 

@@ -4,7 +4,8 @@ A locustfile calls `plugin = loadgen.setup(SPEC)` once, at import. The plugin ad
 `harness.loadgen.options`, attaches itself to the Environment (`environment.harness`) so users find
 it, records exact latencies after the warm-up, exports load-side metrics, starts the embedded stack
 when the target does not answer (`harness.loadgen.bootstrap`), adds the workers' deltas on the master
-(`harness.loadgen.merge`), runs the registered invariants when the test stops
+(`harness.loadgen.merge`), sets the scenario's knobs on the system under test for each test
+(`harness.loadgen.knobs`), runs the registered invariants when the test stops
 (`harness.loadgen.invariants`), and writes the results JSON that `harness run` reads.
 """
 
@@ -21,13 +22,13 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from harness.loadgen import bootstrap, exporter, merge, options
+from harness.loadgen import bootstrap, exporter, knobs, merge, options
 from harness.loadgen.arrivals import Arrivals
 from harness.loadgen.invariants import Invariants
 from harness.loadgen.recorder import ExactRecorder
 from harness.settings import get_settings
 from harness.shapes import rate_fraction
-from harness.spec import ModuleSpec
+from harness.spec import Knob, ModuleSpec
 
 __all__ = ["Paced", "Plugin", "failure_reason", "setup"]
 log = logging.getLogger("harness")
@@ -62,6 +63,8 @@ class Plugin:
         self.pending_results = False
         self.finishing: gevent.Greenlet | None = None
         self.fault_timers: list[gevent.Greenlet] = []
+        self.knobs: tuple[Knob, ...] = ()  # this test's: the scenario's, with --knob over them
+        self.refused = ""  # why this test's knobs could not be set: it has no results
 
     # --- the locustfile's API ---------------------------------------------------------------
     def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0):
@@ -83,6 +86,10 @@ class Plugin:
     @property
     def options(self):
         return self.environment.parsed_options
+
+    def knob(self, service: str, name: str, default):
+        """The value this test sets `service`'s knob `name` to (the scenario's, or --knob), else `default`."""
+        return knobs.value(self.knobs, service, name, default)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def bind(self) -> None:
@@ -146,11 +153,26 @@ class Plugin:
                             self.options.expect_workers, runner.worker_count)
         elif self.options.rate > 0:
             self._start_arrivals()
+        self.knobs, self.refused = knobs.resolve(self.spec, self.options.scenario, self.options.knob), ""
+        if not isinstance(runner, WorkerRunner):  # once per test, before any user starts
+            self._set_knobs()
         if not isinstance(runner, WorkerRunner) and self.options.started_file:
             merge.write_json(self.options.started_file, {"start": self.start, "measured_start": self.measured_start})
         gevent.spawn_later(self.options.warmup, self._end_warmup)
         if not isinstance(runner, WorkerRunner):
             self._mark_faults()
+
+    def _set_knobs(self) -> None:
+        """A test whose knobs cannot be set measures something else: it stops, with no results and exit
+        code 1 (so `harness run` fails the phase with this message)."""
+        try:
+            knobs.apply(self.spec, self.knobs, get_settings())
+        except RuntimeError as exc:
+            self.refused = str(exc)
+            log.error("%s; stopping the test", exc)
+            self.environment.process_exit_code = 1
+            runner = self.environment.runner
+            gevent.spawn(runner.quit if self.options.headless else runner.stop)
 
     def _mark_faults(self) -> None:
         """harness_fault follows the scenario's planned faults, for Grafana's annotations; `harness run`
@@ -216,6 +238,8 @@ class Plugin:
             exporter.FAULT.labels(self.spec.id, self.options.variant, fault.service, fault.action).set(0)
         self.load_cpu_seconds = _cpu_seconds() - self.cpu_at_measured_start
         runner = environment.runner
+        if not isinstance(runner, WorkerRunner):
+            knobs.reset(self.spec, self.knobs, get_settings())
         if isinstance(runner, WorkerRunner):  # the samples the periodic reports have not carried yet
             runner.send_message("harness_final", {**self.recorder.take_delta(), "cpu_seconds": self.load_cpu_seconds})
             return
@@ -230,10 +254,14 @@ class Plugin:
     def _finish(self) -> None:
         self.pending_results = False
         o, distributed = self.options, isinstance(self.environment.runner, MasterRunner)
+        if self.refused:
+            print(f"no results: {self.refused}", flush=True)
+            return
         invariants = self._invariants.run(self.environment, o.variant)
         meta = {"module": self.spec.id, "variant": o.variant, "scenario": o.scenario, "load": o.load or None,
                 "profile": o.profile, "host": self.environment.host, "start": self.start,
-                "measured_start": self.measured_start, "end": self.end, "users": o.num_users, "rate": o.rate or None}
+                "measured_start": self.measured_start, "end": self.end, "users": o.num_users, "rate": o.rate or None,
+                "knobs": knobs.record(self.knobs)}
         results = merge.document(self.recorder, meta, invariants, self.load_cpu_seconds + self.workers.cpu_seconds,
                                  self.workers.counts if distributed else None)
         print(merge.summary_text(results), flush=True)

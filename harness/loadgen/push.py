@@ -33,7 +33,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, constant, task
 
-__all__ = ["LongPollUser", "PushUser", "STREAMS", "Sequence", "SSEUser", "ShortPollUser", "WebSocketUser"]
+__all__ = ["LongPollUser", "PushUser", "Sequence", "SSEUser", "ShortPollUser", "WebSocketUser"]
 MESSAGE, CONNECT, DISCONNECT = "message", "connect", "disconnect"
 
 
@@ -59,9 +59,6 @@ class Sequence:
         return skipped
 
 
-STREAMS: list[Sequence] = []  # every subscriber's sequence in this process (a locustfile's checks read it)
-
-
 class PushUser(User):
     """Shared bookkeeping; subclasses implement `subscribe()` (one connection or poll loop)."""
 
@@ -76,7 +73,6 @@ class PushUser(User):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         self.sequence = Sequence()
-        STREAMS.append(self.sequence)
         self.connections = 0
 
     def decode(self, raw: bytes | str | dict) -> tuple[int, float]:

@@ -12,13 +12,18 @@ A sold unit is a numbered seat: (row, unit); a unit handed out twice is a seat s
 from __future__ import annotations
 
 from harness.claims import Claim
-from harness.spec import InvariantSpec, LinePlot, ModuleSpec, Scenario, ServerMetric, Variant
+from harness.spec import InvariantSpec, Knob, LinePlot, ModuleSpec, Scenario, ServerMetric, Variant
 from targets.contention.settings import Settings
 
 SAFE = ("pessimistic", "optimistic", "atomic", "redis_lock", "redis_hold")
 CLAIM = "POST /events/[id]/claims"
 USERS, DURATION_S, WARMUP_S = 32, 5, 1
 SWEEP = (("high", 1), ("seats_4", 4), ("seats_32", 32), ("low", 512))
+# paused_holder: every PAUSE_EVERY-th redis_lock holder sleeps its lease (lock_ttl_ms) plus PAST_LEASE_MS inside
+# its critical section; the target derives the pause from the lease it runs with, so it always outlasts it.
+PAUSE_EVERY, PAST_LEASE_MS = 20, 300
+PAUSED_HOLDERS = (Knob(service="contention", name="pause_every", value=PAUSE_EVERY),
+                  Knob(service="contention", name="pause_past_lease_ms", value=PAST_LEASE_MS))
 
 
 def _level(name: str, seats: int, description: str, variants=None, **extra) -> Scenario:
@@ -52,9 +57,9 @@ SPEC = ModuleSpec(
         _level("low", 512, "low contention: 32 users spread over 512 seats", error_budget=0.5),
         _level("seats_4", 4, "the sweep over hot seats: 32 users on 4", error_budget=0.5),
         _level("seats_32", 32, "the sweep over hot seats: 32 users on 32", error_budget=0.5),
-        _level("paused_holder", 1, "redis_lock, 8 users on one seat, every 20th lock holder paused 1.3 s inside "
-               "its critical section, past the 1 s lease: the fencing token must stop each stale write",
-               variants=("redis_lock",), error_budget=0.5, users=8),
+        _level("paused_holder", 1, f"redis_lock, 8 users on one seat, every {PAUSE_EVERY}th lock holder paused "
+               f"inside its critical section until {PAST_LEASE_MS} ms past its lease: the fencing token must stop "
+               "each stale write", variants=("redis_lock",), error_budget=0.5, users=8, knobs=PAUSED_HOLDERS),
     ),
     main_scenario="high",
     repeat=1,  # 25 phases: the whole default run stays under 5 minutes

@@ -11,12 +11,13 @@ short polling. The load side (`harness/loadgen/push.py`) records each message's 
 from __future__ import annotations
 
 from harness.claims import Claim
-from harness.spec import Fault, InvariantSpec, ModuleSpec, Process, Scenario, ServerMetric, Variant
+from harness.spec import Fault, InvariantSpec, Knob, ModuleSpec, Process, Scenario, ServerMetric, Variant
 from targets.realtime.settings import PUBLISHER_PORT, Settings
 
 MESSAGE = "message"  # every delivered message is one Locust request of this name; its time is the latency
 PUSH = ("sse", "websocket")
 RESUMING = ("sse", "long_poll", "short_poll")
+PUBLISHER = "realtime_publisher"  # its knobs: publish_rate, payload_bytes, channels (targets/realtime/publisher.py)
 
 
 def _per_variant(name: str) -> str:
@@ -28,7 +29,7 @@ SPEC = ModuleSpec(
     title="Real-time Updates",
     port=18105,
     services=("redis",),
-    processes=(Process(name="realtime_publisher", app="targets.realtime.publisher", port=PUBLISHER_PORT),),
+    processes=(Process(name=PUBLISHER, app="targets.realtime.publisher", port=PUBLISHER_PORT),),
     settings=Settings,
     repeat=1,
     variants=(
@@ -46,7 +47,8 @@ SPEC = ModuleSpec(
                  users=300, duration_s=15, warmup_s=5, options=("--spawn-rate", "150")),
         Scenario(name="fanout", description="1,000 subscribers, one message per second: each is a burst to "
                  "every connection, and its p99 is the delivery spread", variants=PUSH, users=1000,
-                 duration_s=12, warmup_s=7, options=("--spawn-rate", "250", "--publish-rate", "1")),
+                 duration_s=12, warmup_s=7, options=("--spawn-rate", "250"),
+                 knobs=(Knob(service=PUBLISHER, name="publish_rate", value=1),)),
         Scenario(name="restart", description="the target is restarted mid-window: every connection drops "
                  "and comes back", variants=("sse", "websocket", "long_poll"), users=100, duration_s=15,
                  warmup_s=4, error_budget=0.05, options=("--spawn-rate", "100"),

@@ -15,6 +15,8 @@ Answers: 200 with the unit; 409 with `reason` sold_out | gave_up | stale | expir
 down. contention_sales has, on purpose, no unique key on (event, seat, unit): the naive race must be
 able to show, and the load side's invariants check every variant for it.
 
+Knobs (PUT /admin/knobs, admin token): redis_lock's paused holders, for the fencing scenario (`Knobs`).
+
 Redis keys, per seat: contention:<event>:<seat>:lock / :fence (redis_lock); :next, :free, :holds
 (unit -> expiry ms), :holder (unit -> user) for redis_hold. Settings: HARNESS_CONTENTION_* (settings.py,
 the spec's class). Metrics: metrics.py.
@@ -26,12 +28,12 @@ from typing import Annotated
 
 from fastapi import Path
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from targets.common import TargetSettings, Text, admin_route, create_app, error_responses
+from targets.common import TargetSettings, Text, create_app, error_responses
 from targets.contention.metrics import CLAIMS, CONFLICTS, HOLDS_EXPIRED, LOCK_WAIT, RETRIES, STALE, TRANSACTION
 from targets.contention.settings import Settings
 from targets.contention.variants import (
@@ -45,6 +47,7 @@ from targets.contention.variants import (
     Refused,
     Seat,
 )
+from targets.knobs import KnobRoutes
 from targets.resources import Postgres, Redis, advisory_lock
 
 VARIANTS = ("naive", "pessimistic", "optimistic", "atomic", "redis_lock", "redis_hold")
@@ -100,10 +103,18 @@ class Refusal(BaseModel):
     reason: str
 
 
-class Pause(BaseModel):
-    every: int = Field(ge=1, le=1000)
-    pause_ms: int = Field(ge=0, le=10_000)
-    count: int = Field(ge=0, le=1_000_000)
+class Knobs(BaseModel):
+    """What a scenario may turn for its phases (PUT /admin/knobs, targets/knobs.py): redis_lock's paused
+    holders. The pause is derived from the lease, so it outlasts whatever lease the target runs with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pause_every: int = Field(default=0, ge=0, le=1000, description="redis_lock: every n-th lock holder pauses "
+                             "inside its critical section (0: none)")
+    pause_past_lease_ms: int = Field(default=300, ge=1, le=10_000, description="redis_lock: a pause lasts the "
+                                     "lock's lease (HARNESS_CONTENTION_LOCK_TTL_MS) plus this")
+    pause_count: int = Field(default=0, ge=0, le=1_000_000, description="pause this many holders, then none "
+                             "(0: no limit)")
 
 
 class Events:
@@ -188,10 +199,6 @@ class Endpoints:
             self.outcomes["won"].inc()
         return Sale(seat=seat.seat, unit=unit, request_id=request_id)
 
-    async def pause(self, body: Pause) -> Pause:
-        self.strategy.pauser.arm(body.every, body.pause_ms, body.count)
-        return body
-
     def routes(self) -> list[APIRoute]:
         base, answers = f"/{self.name}/events", error_responses(404, 409, 422, 503)
         routes = [
@@ -205,9 +212,11 @@ class Endpoints:
         if isinstance(self.strategy, RedisHold):
             routes.append(APIRoute(f"{base}/{{event_id}}/confirm", self.confirm, methods=["POST"], response_model=Sale,
                                    responses={**answers, 409: {"model": Refusal}}))
-        if isinstance(self.strategy, RedisLock):
-            routes.append(admin_route(f"/{self.name}/admin/pause", self.pause, methods=["POST"], response_model=Pause))
         return routes
+
+
+def pause_holders(lock: RedisLock, knobs: Knobs) -> None:
+    lock.pauser.arm(knobs.pause_every, (lock.ttl_ms + knobs.pause_past_lease_ms) / 1000, knobs.pause_count or None)
 
 
 def _zero_series() -> None:
@@ -224,11 +233,12 @@ def build(settings: TargetSettings | None = None, knobs: Settings | None = None)
     settings, knobs = settings or TargetSettings(), knobs or Settings()
     pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
     redis = Redis(settings.redis_url, optional=True)  # only the redis_* variants need it; they answer 503 without
+    lock = RedisLock(pg, redis, knobs.lock_ttl_ms, knobs.lock_wait_ms)
     strategies = [Naive(pg), Pessimistic(pg), Optimistic(pg, knobs.max_retries, knobs.backoff_ms, knobs.backoff_cap_ms),
-                  Atomic(pg), RedisLock(pg, redis, knobs.lock_ttl_ms, knobs.lock_wait_ms),
-                  RedisHold(pg, redis, knobs.hold_ttl_ms)]
+                  Atomic(pg), lock, RedisHold(pg, redis, knobs.hold_ttl_ms)]
     events = Events(pg)
     routes = [route for strategy in strategies for route in Endpoints(strategy, events).routes()]
+    routes += KnobRoutes(Knobs, lambda k: pause_holders(lock, k)).routes()
     _zero_series()
 
     async def setup() -> None:

@@ -180,21 +180,22 @@ class Atomic(Strategy):
 
 
 class Pauser:
-    """Test and fault scenario only (admin route): every `every`-th lock holder sleeps `pause_ms` inside its
-    critical section, `count` times: a GC pause or a VM stall, on demand."""
+    """Test and fault scenario only (the target's knobs): every `every`-th lock holder sleeps `pause_s` inside
+    its critical section, `count` times (None: no limit): a GC pause or a VM stall, on demand."""
 
     def __init__(self) -> None:
-        self.every, self.pause_s, self.count, self.calls = 0, 0.0, 0, 0
+        self.every, self.pause_s, self.count, self.calls = 0, 0.0, None, 0
 
-    def arm(self, every: int, pause_ms: int, count: int) -> None:
-        self.every, self.pause_s, self.count, self.calls = every, pause_ms / 1000, count, 0
+    def arm(self, every: int, pause_s: float, count: int | None = None) -> None:
+        self.every, self.pause_s, self.count, self.calls = every, pause_s, count, 0
 
     async def maybe_pause(self) -> None:
-        if self.count <= 0 or not self.every:
+        if not self.every or self.count == 0:
             return
         self.calls += 1
         if self.calls % self.every == 0:
-            self.count -= 1
+            if self.count is not None:
+                self.count -= 1
             await asyncio.sleep(self.pause_s)
 
 

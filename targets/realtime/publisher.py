@@ -1,4 +1,4 @@
-"""Real-time Updates' publisher (`python -m targets.realtime.publisher`): a process of the stack.
+"""Real-time Updates' publisher (`python -m targets.realtime.publisher`): a service of the stack.
 
 Every 1/rate seconds, for each channel, one Lua script (atomic, so sequence, stream and publish never
 disagree) INCRs the channel's sequence, XADDs the message to its stream under id "<seq>-0" (capped
@@ -6,35 +6,34 @@ near STREAM_MAX entries) and PUBLISHes it. The message is JSON {"seq", "ts", "ch
 time.time() at publish, so a subscriber on this machine computes delivery latency with one clock.
 
 Rate, payload size and channel count come from HARNESS_REALTIME_PUBLISH_RATE / _PAYLOAD_BYTES /
-_CHANNELS (settings.py, the spec's class), unless the Redis hash `realtime:publisher` says otherwise
-(a phase sets it: see locustfiles/realtime.py); it is read again twice a second. Redis gone: retry each second; the
-sequence lives in Redis, so nothing is numbered twice.
+_CHANNELS (settings.py, the spec's class), unless a phase sets them as knobs (PUT /admin/knobs, admin
+token: targets/knobs.py); a new rate takes effect from the next tick. Redis gone: retry each second;
+the sequence lives in Redis, so nothing is numbered twice.
 
-Serves /healthz, /metrics (harness_realtime_published_total, metrics.py) and /config on
-127.0.0.1:HARNESS_PROCESS_PORT (run alone: settings.PUBLISHER_PORT, the spec's port).
+Serves /healthz, /metrics (harness_realtime_published_total, metrics.py), /config (the values in force
+and the last sequence of each channel), /admin/knobs and /openapi.json on 127.0.0.1:HARNESS_PROCESS_PORT
+(run alone: settings.PUBLISHER_PORT, the spec's port).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 
 import redis.asyncio as aioredis
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 
-from targets.common import TargetSettings, metrics
+from targets.common import TargetSettings, create_app
+from targets.knobs import KnobRoutes
 from targets.realtime.hub import channel_keys
 from targets.realtime.metrics import MODULE, PUBLISHED
 from targets.realtime.settings import PUBLISHER_PORT, Settings
 
-CONFIG_KEY = "realtime:publisher"
 STREAM_MAX = 100_000
 # The sequence never goes back: a Redis restarted without persistence has lost its counter, so it is
 # raised past the last sequence this publisher sent (ARGV[5]); the history before is lost, and
@@ -53,27 +52,48 @@ return seq
 log = logging.getLogger("realtime.publisher")
 
 
-def overrides(raw: dict, defaults: Settings) -> Settings:
-    """The hash's fields over the defaults; a field that does not validate is ignored (and logged)."""
-    values = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-              for k, v in raw.items()}
-    try:
-        return Settings(**{**defaults.model_dump(),
-                           **{k: v for k, v in values.items() if k in Settings.model_fields}})
-    except ValueError as exc:
-        log.warning("ignoring %s: %s", CONFIG_KEY, exc)
-        return defaults
+class Knobs(BaseModel):
+    """What a scenario may turn for its phases; a knob left out (null) is the HARNESS_REALTIME_* setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publish_rate: float | None = Field(default=None, gt=0, le=1000, description="messages/s per channel")
+    payload_bytes: int | None = Field(default=None, ge=0, le=65536)
+    channels: int | None = Field(default=None, ge=1, le=1000, description="channels 0..n-1 are published")
+
+
+class Config(Settings):
+    last_seq: dict[int, int]
 
 
 class Publisher:
+    """The publishing loop, as a resource of the app: opened (started) and closed (cancelled) by its
+    lifespan, and checked by /healthz."""
+
+    name, optional = "publisher", False
+
     def __init__(self, url: str, defaults: Settings) -> None:
         self.redis = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
         self.script = self.redis.register_script(PUBLISH)
         self.defaults = self.config = defaults
         self.last_seq: dict[int, int] = {}
+        self.task: asyncio.Task | None = None
 
-    async def refresh(self) -> None:
-        self.config = overrides(await self.redis.hgetall(CONFIG_KEY), self.defaults)
+    def turn(self, knobs: Knobs) -> None:
+        self.config = self.defaults.model_copy(update=knobs.model_dump(exclude_none=True))
+
+    async def open(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def check(self) -> None:
+        if self.task is None or self.task.done():
+            raise RuntimeError("the publishing loop is not running")
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.redis.aclose()
 
     async def publish_all(self) -> None:
         payload, ts = "x" * self.config.payload_bytes, repr(time.time())
@@ -85,12 +105,9 @@ class Publisher:
             PUBLISHED.labels(MODULE, "all", str(channel)).inc()
 
     async def run(self) -> None:
-        next_at, refreshed = time.monotonic(), 0.0
+        next_at = time.monotonic()
         while True:
             try:
-                if time.monotonic() - refreshed > 0.5:
-                    await self.refresh()
-                    refreshed = time.monotonic()
                 await self.publish_all()
             except asyncio.CancelledError:
                 raise
@@ -106,31 +123,17 @@ class Publisher:
             await asyncio.sleep(max(0.0, delay))
 
 
-def build(url: str | None = None, defaults: Settings | None = None) -> Starlette:
-    publisher = Publisher(url or TargetSettings().redis_url, defaults or Settings())
-    state: dict = {"task": None}
+def build(settings: TargetSettings | None = None, defaults: Settings | None = None) -> FastAPI:
+    """The app; `settings` and `defaults` replace the env (tests build their own app this way)."""
+    settings = settings or TargetSettings()
+    publisher = Publisher(settings.redis_url, defaults or Settings())
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        state["task"] = asyncio.create_task(publisher.run())
-        try:
-            yield
-        finally:
-            state["task"].cancel()
-            await asyncio.gather(state["task"], return_exceptions=True)
-            await publisher.redis.aclose()
+    async def config() -> Config:
+        return Config(**publisher.config.model_dump(), last_seq=publisher.last_seq)
 
-    async def healthz(request: Request) -> Response:
-        task = state["task"]
-        if task is None or task.done():
-            return JSONResponse({"status": "dead" if task else "starting"}, 503)
-        return JSONResponse({"status": "ok", "last_seq": publisher.last_seq})
-
-    async def config(request: Request) -> Response:
-        return JSONResponse({**publisher.config.model_dump(), "last_seq": publisher.last_seq})
-
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics), Route("/config", config)],
-                     lifespan=lifespan)
+    routes = [APIRoute("/config", config, methods=["GET"], response_model=Config),
+              *KnobRoutes(Knobs, publisher.turn).routes()]
+    return create_app(MODULE, (), routes=routes, resources=[publisher], settings=settings)
 
 
 def main() -> None:

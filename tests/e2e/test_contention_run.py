@@ -60,6 +60,14 @@ def test_server_metrics_are_measured(short_run):
     assert run["summary"]["paused_holder"]["redis_lock"]["stale_writes_rejected"] >= 1
 
 
+def test_each_phase_records_the_knobs_it_ran_with(short_run):
+    """paused_holder's stale writes come from its knobs, set by the load side and recorded per phase."""
+    run, _ = short_run
+    knobs = {p["scenario"]: p["knobs"] for p in run["phases"]}
+    assert knobs["high"] == []
+    assert knobs["paused_holder"] == [k.model_dump() for k in SPEC.scenario("paused_holder").knobs]
+
+
 def test_the_contention_line_plot_is_drawn(short_run):
     run, run_dir = short_run
     assert run["presentation"]["line_plots"][0]["x"][0] == ["high", 1]

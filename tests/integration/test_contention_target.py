@@ -1,7 +1,8 @@
 """Dealing with Contention against the real target, PostgreSQL and Redis of the embedded stack:
 concurrent claims on one seat yield exactly one winner in every safe variant; optimistic retry
-exhaustion answers 409; the fencing token rejects a holder paused past its lease; holds expire and
-their seats return; Redis down is a 503 for the Redis variants, never a 500."""
+exhaustion answers 409; the fencing token rejects a holder paused past its lease (armed and disarmed
+by the target's knobs, which need the admin token and refuse bad ones); holds expire and their seats
+return; Redis down is a 503 for the Redis variants, never a 500."""
 
 import threading
 import uuid
@@ -12,8 +13,11 @@ import pytest
 import requests
 from served import serve
 
+from harness.loadgen import knobs
 from harness.modules.contention import SAFE
+from harness.modules.contention import SPEC as CONTENTION
 from harness.settings import get_settings
+from harness.spec import Knob
 
 pytestmark = pytest.mark.integration
 CONTENDERS = 24
@@ -116,36 +120,70 @@ def test_optimistic_retry_exhaustion_is_a_409(stack):
     assert 'harness_claims_total{module="contention",outcome="failed",variant="optimistic"}' in metrics
 
 
-def admin(base: str, **body) -> requests.Response:
-    secret = get_settings().admin_secret
-    return requests.post(f"{base}/redis_lock/admin/pause", json=body, timeout=10,
-                         headers={"Authorization": f"Bearer {secret}"})
+def put_knobs(base: str, token: str | None = "", **body) -> requests.Response:
+    token = get_settings().admin_secret if token == "" else token
+    return requests.put(f"{base}/admin/knobs", json=body, timeout=10,
+                        headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def paused_race(base: str) -> tuple[dict, dict, int]:
+    """Two claims on one redis_lock seat, the second sent 0.3 s after the first: (first, second, event)."""
+    event = new_event(base, "redis_lock", capacity=10)
+    with ThreadPoolExecutor(1) as pool, requests.Session() as session:
+        first = pool.submit(claim, requests.Session(), base, "redis_lock", event)
+        threading.Event().wait(0.3)  # the first one holds the lock first
+        second = claim(session, base, "redis_lock", event)
+        return first.result(timeout=30), second, event
 
 
 def test_fencing_token_rejects_a_holder_paused_past_its_lease(base):
-    """The first holder sleeps 1.3 s inside its critical section (lease 1 s); a second claim takes the
-    expired lock and sells; the first one's write carries an older token and is refused."""
-    event = new_event(base, "redis_lock", capacity=10)
-    assert admin(base, every=1, pause_ms=1300, count=1).status_code == 200
+    """Armed by the knobs, the first holder sleeps past its lease (1 s + 300 ms) inside its critical
+    section; a second claim takes the expired lock and sells; the first one's write carries an older
+    token and is refused. Disarmed (PUT {}), the same race has no stale holder."""
+    armed = put_knobs(base, pause_every=1, pause_count=1)
+    assert armed.status_code == 200 and armed.json() == {"pause_every": 1, "pause_past_lease_ms": 300,
+                                                         "pause_count": 1}
     try:
-        with ThreadPoolExecutor(1) as pool, requests.Session() as session:
-            paused = pool.submit(claim, requests.Session(), base, "redis_lock", event)
-            threading.Event().wait(0.3)  # the paused one holds the lock first
-            late = claim(session, base, "redis_lock", event)
-            stale = paused.result(timeout=30)
+        stale, late, event = paused_race(base)
     finally:
-        admin(base, every=1, pause_ms=0, count=0)
+        assert put_knobs(base).status_code == 200
     assert late["status"] == 200, late
     assert stale["status"] == 409 and stale["reason"] == "stale", stale
     assert [r for _, _, r in sales(event)] == [late["request_id"]]
     metrics = requests.get(f"{base}/metrics", timeout=10).text
     assert 'harness_stale_writes_rejected_total{module="contention",variant="redis_lock"}' in metrics
+    first, second, event = paused_race(base)
+    assert (first["status"], second["status"]) == (200, 200), (first, second)
+    assert len(sales(event)) == 2
 
 
-def test_pause_needs_the_admin_token(base):
-    response = requests.post(f"{base}/redis_lock/admin/pause", json={"every": 1, "pause_ms": 1, "count": 1},
-                             timeout=10)
-    assert response.status_code == 401
+def test_knobs_need_the_admin_token_and_bad_ones_are_422(base):
+    assert put_knobs(base, token=None, pause_every=1).status_code == 401
+    assert put_knobs(base, token="wrong", pause_every=1).status_code == 403
+    unknown = put_knobs(base, pause_evry=1)
+    assert unknown.status_code == 422 and "pause_evry" in unknown.json()["error"], unknown.text
+    bad = put_knobs(base, pause_every=-1)
+    assert bad.status_code == 422 and "pause_every" in bad.json()["error"], bad.text
+    current = requests.get(f"{base}/admin/knobs", timeout=10,
+                           headers={"Authorization": f"Bearer {get_settings().admin_secret}"})
+    assert current.json() == {"pause_every": 0, "pause_past_lease_ms": 300, "pause_count": 0}  # nothing changed
+    assert "/admin/knobs" in requests.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+
+
+def test_the_load_side_sets_a_scenario_knobs_and_resets_them(base):
+    """harness.loadgen.knobs, as the plugin calls it at test start and stop, against the real target."""
+    settings, scenario = get_settings(), CONTENTION.scenario("paused_holder")
+    headers = {"Authorization": f"Bearer {settings.admin_secret}"}
+    knobs.apply(CONTENTION, scenario.knobs, settings)
+    try:
+        current = requests.get(f"{base}/admin/knobs", headers=headers, timeout=10).json()
+        assert {k: current[k] for k in ("pause_every", "pause_past_lease_ms")} == {
+            k.name: k.value for k in scenario.knobs}
+    finally:
+        knobs.reset(CONTENTION, scenario.knobs, settings)
+    assert requests.get(f"{base}/admin/knobs", headers=headers, timeout=10).json()["pause_every"] == 0
+    with pytest.raises(RuntimeError, match=r"contention refused the knobs \{'bogus': 1\}: 422 .*bogus"):
+        knobs.apply(CONTENTION, [Knob(service="contention", name="bogus", value=1)], settings)
 
 
 def test_an_unconfirmed_hold_expires_and_its_seat_returns(base):

@@ -22,7 +22,7 @@ from harness.spec import ModuleSpec, ServerMetric
 pytestmark = pytest.mark.integration
 
 MODULES = sorted(modules())
-GENERIC_ROUTES = {"healthz", "metrics", "openapi.json", "docs", "redoc"}
+GENERIC_ROUTES = {"healthz", "metrics", "openapi.json", "docs", "redoc", "admin"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
                 "offset", "inf", "nan"}
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}

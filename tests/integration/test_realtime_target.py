@@ -1,10 +1,12 @@
 """Real-time Updates against the real stack: the push and poll users of harness/loadgen/push.py receive
 the publisher's messages in order with exact latency accounting; a restart of the target is seen as a
 dropped connection; SSE (Last-Event-ID) and long polling resume without loss while the WebSocket
-variant's loss is counted; a rewound resume is caught as duplicates; bad input is a 4xx."""
+variant's loss is counted; a rewound resume is caught as duplicates; bad input is a 4xx; the publisher's
+knobs change what it publishes, and bad ones are a 4xx."""
 
 import json
 import os
+import statistics
 import threading
 import time
 
@@ -17,7 +19,8 @@ from locust.env import Environment  # noqa: E402
 from locust.event import Events  # noqa: E402
 from served import wait_for  # noqa: E402
 
-from harness.loadgen import push  # noqa: E402
+from harness.loadgen import knobs, push  # noqa: E402
+from harness.modules.realtime import PUBLISHER, SPEC  # noqa: E402
 from harness.settings import get_settings  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -149,3 +152,60 @@ def test_held_polls_answer_at_their_timeout(url):
     head = requests.get(url + "/short_poll/messages", timeout=10).json()["last"]
     body = requests.get(url + f"/long_poll/messages?after={head + 10**9}&timeout_s=0.5", timeout=10).json()
     assert body == {"last": head + 10**9, "messages": []}
+
+
+@pytest.fixture
+def publisher(stack):
+    settings = get_settings()
+    url = knobs.service_url(SPEC, PUBLISHER, settings)
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {settings.admin_secret}"
+    yield url, session
+    assert session.put(f"{url}/admin/knobs", json={}, timeout=10).status_code == 200  # its defaults again
+
+
+def published_since(channel: int, since: float) -> list[dict]:
+    r = redis.Redis.from_url(get_settings().redis_url)
+    messages = [json.loads(f[b"m"]) for _, f in r.xrevrange(f"realtime:stream:{channel}", "+", "-", count=500)]
+    return sorted((m for m in messages if m["ts"] > since), key=lambda m: m["seq"])
+
+
+def at_least(n: int, messages: list[dict]) -> list[dict] | None:
+    return messages if len(messages) >= n else None
+
+
+def spacing_s(messages: list[dict]) -> float:
+    """The median time between consecutive publishes: 1 / rate, whatever stalls the machine had."""
+    return statistics.median(b["ts"] - a["ts"] for a, b in zip(messages, messages[1:], strict=False))
+
+
+def test_the_publisher_knobs_change_what_it_publishes(publisher):
+    url, session = publisher
+    for rate in (5, 50):
+        answer = session.put(f"{url}/admin/knobs", json={"publish_rate": rate, "payload_bytes": 7, "channels": 2},
+                             timeout=10)
+        assert answer.status_code == 200, answer.text
+        since = time.time() + 0.5  # the tick already scheduled runs at the old rate
+        second = wait_for(lambda s=since: at_least(8, published_since(1, s)), 30, "8 messages on channel 1")
+        assert spacing_s(second) == pytest.approx(1 / rate, rel=0.2), (rate, second)
+        assert {len(m["p"]) for m in second} == {7}
+    config = session.get(f"{url}/config", timeout=10).json()
+    assert (config["publish_rate"], config["payload_bytes"], config["channels"]) == (50, 7, 2)
+    assert set(config["last_seq"]) == {"0", "1"}
+    assert session.put(f"{url}/admin/knobs", json={}, timeout=10).json() == {
+        "publish_rate": None, "payload_bytes": None, "channels": None}
+    config = session.get(f"{url}/config", timeout=10).json()
+    settings = SPEC.settings()
+    assert (config["publish_rate"], config["payload_bytes"], config["channels"]) == (
+        settings.publish_rate, settings.payload_bytes, settings.channels)
+
+
+@pytest.mark.parametrize("body,field", [({"publish_rate": 0}, "publish_rate"), ({"channels": "x"}, "channels"),
+                                        ({"rate": 5}, "rate")])
+def test_bad_publisher_knobs_are_a_4xx_and_change_nothing(publisher, body, field):
+    url, session = publisher
+    before = session.get(f"{url}/admin/knobs", timeout=10).json()
+    answer = session.put(f"{url}/admin/knobs", json=body, timeout=10)
+    assert answer.status_code == 422 and field in answer.json()["error"], answer.text
+    assert session.get(f"{url}/admin/knobs", timeout=10).json() == before
+    assert requests.put(f"{url}/admin/knobs", json={"publish_rate": 5}, timeout=10).status_code == 401

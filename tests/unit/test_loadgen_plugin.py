@@ -133,3 +133,10 @@ def test_results_are_written_atomically(tmp_path):
     target = tmp_path / "deep" / "started.json"
     merge.write_json(target, {"start": 1.0, "measured_start": 6.0})
     assert target.read_text().startswith("{") and list(target.parent.iterdir()) == [target]
+
+
+def test_knob_options_are_checked_when_locust_starts():
+    parsed, problems = parse("--knob", "scaling_reads.x=2", "--knob", "scaling_reads.x=3")
+    assert problems == [] and parsed.knob == ["scaling_reads.x=2", "scaling_reads.x=3"]
+    _, problems = parse("--knob", "redis.x=1")
+    assert problems == ["--knob redis.x=1: 'redis' serves no knobs; known: scaling_reads"]
