@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.modules import BadSpec, UnknownModule, get_module, modules
+from harness.modules import BadSpec, UnknownModule, get_module, loadable, modules
 from harness.settings import get_settings
 
 # Piped output (CI logs, `| tee`) would otherwise wrap tables at 80 columns.
@@ -145,7 +145,7 @@ def cmd_bench(args) -> int:
     spec = get_module(args.module)
     options = bench.Options(duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
                             users=args.users, repeat=args.repeat)
-    benched = [m.id for m in modules().values() if m.hot_path is not None]
+    benched = [m.id for m in loadable()[0].values() if m.hot_path is not None]
     problems = options.problems() + ([] if spec.hot_path else [
         f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path); these do: {', '.join(benched)}"])
     if problems:
@@ -196,8 +196,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_list(args) -> int:
-    """List modules with their variants, scenarios and claims."""
-    for spec in modules().values():
+    """List modules with their variants, scenarios and claims; a spec that does not load is named with
+    its error (exit 2), the others are listed."""
+    specs, broken = loadable()
+    for spec in specs.values():
         console.print(f"[bold]{spec.id}[/] ({spec.title}), target port {spec.port}, services: "
                       f"{', '.join(spec.services)}")
         for variant in spec.variants:
@@ -210,7 +212,9 @@ def cmd_list(args) -> int:
         for claim in spec.claims:
             console.print(f"  claim    {claim.id:<26} \\[{claim.scenario}] {claim.expression}")
             console.print(f"           {'':<26} {escape(claim.sentence)}")
-    return 0
+    for exc in broken.values():
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+    return 2 if broken else 0
 
 
 def _describe(spec, scenario) -> str:
