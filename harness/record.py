@@ -3,7 +3,7 @@
 A module run (`Run`) is its plan's parameters, the environment, the spec's presentation, one `Phase`
 per Locust process, and what the run concluded from them: the sweep curves, the per-variant
 `VariantSummary` of each group, the claims' `ClaimVerdict`s, the `InvariantRow`s and the faults.
-A bench run (`BenchRun`, harness/bench.py) shares the header and has its own measurements.
+A bench run (`BenchRun`, harness/bench.py) starts with the same keys and has its own measurements.
 
 Every model keeps keys it does not declare (extra="allow"), so nothing a run measured is dropped,
 and numbers keep their JSON type (int stays int), so a stored run re-renders and compares as it was.
@@ -54,7 +54,8 @@ class Record(BaseModel):
         return key in self.model_fields_set or key in (self.model_extra or {})
 
     def dump(self) -> dict:
-        """As run.json holds it: only the keys that were set, in declaration order, then the others."""
+        """As run.json holds it: only the keys that were set (nothing invented for an old run), in the
+        order they were read, or declared for a record built in code."""
         return self.model_dump(exclude_unset=True)
 
 
@@ -254,9 +255,14 @@ def load(data: dict) -> Run | BenchRun:
     invariant without `enforced` was enforced (the gate of that time failed on every violation)."""
     if data.get("kind") == "bench":
         return BenchRun.model_validate(data)
-    for phase in data.get("phases") or []:
-        for invariant in phase.get("invariants") or []:
-            invariant.setdefault("enforced", True)
-    for row in data.get("invariants") or []:
-        row.setdefault("enforced", True)
+
+    def enforced(results: list[dict]) -> list[dict]:
+        return [{**result, "enforced": result.get("enforced", True)} for result in results]
+
+    data = {**data}
+    if data.get("phases"):
+        data["phases"] = [{**p, "invariants": enforced(p["invariants"])} if p.get("invariants") else p
+                          for p in data["phases"]]
+    if data.get("invariants"):
+        data["invariants"] = enforced(data["invariants"])
     return Run.model_validate(data)
