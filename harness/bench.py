@@ -45,6 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness import results
 from harness.modules import locustfile, url
 from harness.pids import stat_fields
+from harness.record import BenchRun
 from harness.settings import Settings
 from harness.spec import HotPath, ModuleSpec
 
@@ -285,24 +286,23 @@ def verdict(measurements: list[dict], by: str, a: str, b: str, key: str, op: str
     return {**result, "ratio": round(ratio, 3), "status": "met" if held else "missed"}
 
 
-def conclude(run: dict) -> dict:
-    hot, ms = run["hot_path"], run["measurements"]
+def conclude(run: BenchRun) -> BenchRun:
+    hot, ms = run.hot_path, run.measurements
     target = [m for m in ms if m["side"] == "target"]
     load = [m for m in ms if m["side"] == "load"]
-    run["target"] = verdict(target, "variant", hot["fast"], hot["floor"], "requests_per_s", ">=", hot["min_ratio"])
     cpu = verdict(target, "variant", hot["fast"], hot["floor"], "target_cpu_us", "<=", 1 / hot["min_ratio"])
-    run["target"]["cpu_ratio"] = cpu["ratio"]  # what the throughput ratio comes from: the target is the bottleneck
-    run["target"]["cpu_medians"] = cpu["medians"]
-    run["load"] = verdict(load, "locust", "harness", "bare", "load_cpu_us", "<=", hot["max_load_ratio"])
-    if not run.get("exporter_port"):
-        run["load"].update(status="unmeasured",
-                           reason="the load-side exporter was off (HARNESS_LOADGEN_METRICS_PORT=0)")
-    run["passed"] = run["target"]["status"] == "met" and run["load"]["status"] == "met"
+    run.target = {**verdict(target, "variant", hot["fast"], hot["floor"], "requests_per_s", ">=", hot["min_ratio"]),
+                  # what the throughput ratio comes from: the target is the bottleneck
+                  "cpu_ratio": cpu["ratio"], "cpu_medians": cpu["medians"]}
+    run.load = verdict(load, "locust", "harness", "bare", "load_cpu_us", "<=", hot["max_load_ratio"])
+    if not run.exporter_port:
+        run.load.update(status="unmeasured", reason="the load-side exporter was off (HARNESS_LOADGEN_METRICS_PORT=0)")
+    run.passed = run.target["status"] == "met" and run.load["status"] == "met"
     return run
 
 
 def execute(spec: ModuleSpec, settings: Settings, options: Options,
-            say: Callable[[str], None] = lambda line: None) -> tuple[dict, Path]:
+            say: Callable[[str], None] = lambda line: None) -> tuple[BenchRun, Path]:
     """Ensure the stack, measure both sides, write results/bench/<run-id>/; returns the run and its directory."""
     from harness.run import environment
     from harness.stack import Stack, services_for
@@ -312,28 +312,28 @@ def execute(spec: ModuleSpec, settings: Settings, options: Options,
     Stack(settings).up(services)
     run_dir = results.new_run_dir(settings.results_dir, "bench")
     hot: HotPath = spec.hot_path
-    run = {"kind": "bench", "run_id": run_dir.name, "module": spec.id, "title": f"{spec.title}: hot paths",
-           "created": _iso(time.time()), "parameters": {**options.__dict__, "host": url(spec)},
-           "hot_path": hot.model_dump(), "exporter_port": settings.loadgen_metrics_port,
-           "environment": environment(settings, services), "measurements": []}
+    run = BenchRun(kind="bench", run_id=run_dir.name, module=spec.id, title=f"{spec.title}: hot paths",
+                   created=_iso(time.time()), parameters={**options.__dict__, "host": url(spec)},
+                   hot_path=hot.model_dump(), exporter_port=settings.loadgen_metrics_port,
+                   environment=environment(settings, services), measurements=[])
     bench = Bench(spec, settings, options, run_dir, say)
     started = time.time()
     try:
         bench.warm()
         for repetition in range(1, options.repeat + 1):
             for variant in (hot.floor, hot.fast):
-                run["measurements"].append(bench.wrk(variant, repetition))
+                run.measurements.append(bench.wrk(variant, repetition))
                 results.write_run(run_dir, run)
         for repetition in range(1, options.repeat + 1):
             for which in ("bare", "harness"):
-                run["measurements"].append(bench.locust(which, repetition))
+                run.measurements.append(bench.locust(which, repetition))
                 results.write_run(run_dir, run)
     except BaseException as exc:
-        run["error"] = f"{type(exc).__name__}: {exc}"
+        run.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         conclude(run)
-        run["finished"], run["duration_s"] = _iso(time.time()), round(time.time() - started, 1)
+        run.finished, run.duration_s = _iso(time.time()), round(time.time() - started, 1)
         results.write_run(run_dir, run)
         render(run, run_dir)
     return run, run_dir
@@ -361,19 +361,19 @@ def verdict_line(name: str, v: dict) -> str:
     return text + (f" ({v['reason']})" if v.get("reason") else "")
 
 
-def blocks(run: dict) -> list[tuple]:
-    hot, p = run["hot_path"], run["parameters"]
-    target, load = run.get("target") or {}, run.get("load") or {}
+def blocks(run: BenchRun) -> list[tuple]:
+    hot, p = run.hot_path, run.parameters
+    target, load = run.target or {}, run.load or {}
     lines = [verdict_line(f"fast path vs trivial endpoint ({hot['fast']} / {hot['floor']} throughput)", target),
              verdict_line("harness load side vs bare Locust (CPU per request)", load)]
-    out = [("h", 1, f"{run['title']}: bench {run['run_id']}"),
-           ("verdict", bool(run.get("passed")), "MET" if run.get("passed") else "NOT MET"),
-           ("p", f"Module {run['module']}, started {run.get('created')}, finished {run.get('finished')}, took "
-                 f"{run.get('duration_s')} s; {p['repeat']} repetitions per side, alternated, medians compared; "
+    out = [("h", 1, f"{run.title}: bench {run.run_id}"),
+           ("verdict", bool(run.passed), "MET" if run.passed else "NOT MET"),
+           ("p", f"Module {run.module}, started {run.created}, finished {run.finished}, took "
+                 f"{run.duration_s} s; {p['repeat']} repetitions per side, alternated, medians compared; "
                  f"each measurement is a {p['duration_s']:g} s window after {p['warmup_s']:g} s of warm-up. "
-                 f"`harness bench {run['module']}` made it.")]
-    if run.get("error"):
-        out.append(("p", f"The bench stopped early: {run['error']}"))
+                 f"`harness bench {run.module}` made it.")]
+    if run.error:
+        out.append(("p", f"The bench stopped early: {run.error}"))
     out += [("kv", [(line.split(": ", 1)[0], line.split(": ", 1)[1]) for line in lines])]
     out += [("h", 2, "The target: fast path vs trivial endpoint, under wrk"),
             ("p", f"wrk, 1 thread, {p['connections']} connections, GET /<variant>{hot['path']} over keys "
@@ -382,16 +382,16 @@ def blocks(run: dict) -> list[tuple]:
             ("table", ["variant", "rep", "req/s", "target CPU us/request", "wrk req/s", "note"],
              [[m["variant"], str(m["repetition"]), _rate(m), _num(m.get("target_cpu_us")),
                _num((m.get("wrk") or {}).get("requests_per_s"), 0), unmeasured_reason(m) or ""]
-              for m in run["measurements"] if m["side"] == "target"])]
+              for m in run.measurements if m["side"] == "target"])]
     out += [("h", 2, "The load side: the harness's locustfile vs bare Locust"),
             ("p", f"{p['users']} users, no think time, against {hot['floor']}; the harness's locustfile with "
                   f"{' '.join(hot['locust_args']) or 'no extra arguments'}, exact recording and the exporter on "
-                  f"(port {run.get('exporter_port') or 'off'}); bare Locust is harness/bench_bare.py. CPU of the "
+                  f"(port {run.exporter_port or 'off'}); bare Locust is harness/bench_bare.py. CPU of the "
                   f"Locust process over the window, per request the target answered in it."),
             ("table", ["locust", "rep", "req/s", "Locust CPU us/request", "note"],
              [[m["locust"], str(m["repetition"]), _rate(m), _num(m.get("load_cpu_us")), unmeasured_reason(m) or ""]
-              for m in run["measurements"] if m["side"] == "load"])]
-    env = run.get("environment") or {}
+              for m in run.measurements if m["side"] == "load"])]
+    env = run.environment.dump()
     out += [("h", 2, "Environment"), ("kv", [(k, str(v)) for k, v in env.items()])]
     return out
 
@@ -400,7 +400,7 @@ def _inverse(value: float | None) -> float | None:
     return 1 / value if value else None
 
 
-def render(run: dict, run_dir: Path) -> list[Path]:
+def render(run: BenchRun, run_dir: Path) -> list[Path]:
     from harness.document import html_page, markdown
     from harness.report import CSS, _html_class
 

@@ -70,10 +70,6 @@ def value_of(span: Interval | None) -> float | dict | None:
 INF_VALUE = {"value": None, "censor": "infinite"}  # JSON has no infinity
 
 
-def is_censored(value) -> bool:
-    return isinstance(value, dict)
-
-
 def median(values) -> float | dict | None:
     """The median over repetitions; with censored values, the bounds of the median.
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.modules import BadSpec, UnknownModule, get_module, modules
+from harness.modules import BadSpec, UnknownModule, get_module, loadable, modules
 from harness.settings import get_settings
 
 # Piped output (CI logs, `| tee`) would otherwise wrap tables at 80 columns.
@@ -60,10 +60,10 @@ class RichProgress:
         self.task = None
         self.progress_metrics: list[tuple[str, str, str]] = []
 
-    def run_started(self, run_dir: Path, run: dict, estimate_s: float) -> None:
-        from harness.presentation import metric_format
+    def run_started(self, run_dir: Path, run, estimate_s: float) -> None:
+        from harness.presentation import metric_format, presentation
 
-        self.progress_metrics = [(k, *metric_format(run, k)) for k in run["presentation"]["progress"]]
+        self.progress_metrics = [(k, *metric_format(run, k)) for k in presentation(run)["progress"]]
         console.print(f"run [bold]{run_dir.name}[/]: about {estimate_s / 60:.0f} min of load at most, "
                       f"writing {run_dir}")
         self.bar.start()
@@ -77,19 +77,19 @@ class RichProgress:
     def tick(self) -> None:
         self.bar.advance(self.task, 0.25)
 
-    def phase_done(self, record: dict) -> None:
+    def phase_done(self, record) -> None:
         from harness.presentation import fmt
 
-        latency, server = record["latency_ms"], record["server"]
+        latency, server = record.latency_ms, record.server
         extra = "".join(f" {label} {fmt(server.get(key), kind)}" for key, label, kind in self.progress_metrics
                         if server.get(key) is not None)
-        rate = f" rate {record['rate']:g}/s dropped {record.get('dropped', 0)}" if record.get("rate") else ""
-        over = " [red]OVER BUDGET[/]" if record.get("over_budget") and record.get("step") is None else ""
-        faults = "".join(f" fault {f['action']} {f['service']}{' [red]' + f['error'] + '[/]' if f['error'] else ''}"
-                         for f in record.get("faults") or [])
+        rate = f" rate {record.rate:g}/s dropped {record.dropped or 0}" if record.rate else ""
+        over = " [red]OVER BUDGET[/]" if record.over_budget and record.step is None else ""
+        faults = "".join(f" fault {f.action} {f.service}{' [red]' + f.error + '[/]' if f.error else ''}"
+                         for f in record.faults)
         self.bar.console.print(
-            f"  {record['index']:>2} {record['group']:<14} {record['variant']:<26} {(record['rps'] or 0):>8.0f} ok/s"
-            f"  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f} ms  failed {record['failures']}"
+            f"  {record.index:>2} {record.group:<14} {record.variant:<26} {(record.rps or 0):>8.0f} ok/s"
+            f"  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f} ms  failed {record.failures}"
             f"{over}{extra}{rate}{faults}")
 
     def stop(self) -> None:
@@ -114,24 +114,26 @@ def cmd_run(args) -> int:
         progress.stop()
     _print_run(run, run_dir)
     console.print("the stack keeps running for the next run; `harness down` stops it")
-    return 0 if run["passed"] or args.no_fail else 1
+    return 0 if run.passed or args.no_fail else 1
 
 
-def _print_run(run: dict, run_dir: Path) -> None:
+INVARIANT_MARKS = {"held": "[green]ok[/]", "violated": "[red]VIOLATED[/]",
+                   "finding": "[yellow]finding (not claimed by this variant)[/]"}
+
+
+def _print_run(run, run_dir: Path) -> None:
     from harness import report
 
-    for group in run["summary"]:
+    for group in run.summary:
         console.print(report.summary_table(run, group))
     console.print(report.verdict_table(run))
-    for inv in run["invariants"]:
-        mark = ("[green]ok[/]" if inv["passed"] else "[red]VIOLATED[/]" if inv.get("enforced", True)
-                else "[yellow]finding (not claimed by this variant)[/]")
-        console.print(f"invariant {inv['name']} {inv['scenario']}/{inv['variant']}: {inv['value']} "
-                      f"(expected {inv['expected']}) {mark}")
-    for fault in run.get("faults") or []:  # the windows, for Grafana annotations or a second look
-        console.print(f"fault phase {fault['phase']}: {fault['action']} {fault['service']} from {fault['begin']} to "
-                      f"{fault['end']} (epoch s){'; ' + fault['error'] if fault.get('error') else ''}")
-    verdict = "[bold green]PASSED[/]" if run["passed"] else "[bold red]FAILED[/]"
+    for inv in run.invariants:
+        console.print(f"invariant {inv.name} {inv.scenario}/{inv.variant}: {inv.value} "
+                      f"(expected {inv.expected}) {INVARIANT_MARKS[inv.status]}")
+    for fault in run.faults:  # the windows, for Grafana annotations or a second look
+        console.print(f"fault phase {fault.phase}: {fault.action} {fault.service} from {fault.begin} to "
+                      f"{fault.end} (epoch s){'; ' + fault.error if fault.error else ''}")
+    verdict = "[bold green]PASSED[/]" if run.passed else "[bold red]FAILED[/]"
     console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'report.md'})")
 
 
@@ -143,7 +145,7 @@ def cmd_bench(args) -> int:
     spec = get_module(args.module)
     options = bench.Options(duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
                             users=args.users, repeat=args.repeat)
-    benched = [m.id for m in modules().values() if m.hot_path is not None]
+    benched = [m.id for m in loadable()[0].values() if m.hot_path is not None]
     problems = options.problems() + ([] if spec.hot_path else [
         f"module {spec.id} declares no hot path to bench (ModuleSpec.hot_path); these do: {', '.join(benched)}"])
     if problems:
@@ -153,21 +155,22 @@ def cmd_bench(args) -> int:
     console.print(f"bench {spec.id}: about {est / 60:.0f} min ({options.repeat} repetitions of 4 measurements)")
     run, run_dir = bench.execute(spec, get_settings(), options, say=lambda line: console.print(escape(line)))
     for name, key in (("target", "fast path vs trivial endpoint"), ("load", "harness load side vs bare Locust")):
-        console.print(escape(bench.verdict_line(key, run[name])))
-    verdict = "[bold green]MET[/]" if run["passed"] else "[bold red]NOT MET[/]"
+        console.print(escape(bench.verdict_line(key, getattr(run, name))))
+    verdict = "[bold green]MET[/]" if run.passed else "[bold red]NOT MET[/]"
     console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'run.json'})")
     console.print("the stack keeps running; `harness down` stops it")
-    return 0 if run["passed"] or args.no_fail else 1
+    return 0 if run.passed or args.no_fail else 1
 
 
 def cmd_report(args) -> int:
     """Render report.md, report.html and plots again from a run's run.json."""
     from harness import report
+    from harness.record import BenchRun
     from harness.results import find_run, load_run
 
     run_dir = find_run(args.run, get_settings().results_dir)
     run = load_run(run_dir)
-    if run.get("kind") == "bench":
+    if isinstance(run, BenchRun):
         from harness import bench
 
         paths = bench.render(run, run_dir)
@@ -181,19 +184,22 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     """Put two runs side by side: every summary metric, its change, and each claim's verdicts."""
     from harness import report
+    from harness.record import BenchRun
     from harness.results import RunNotFound, find_run, load_run
 
     settings = get_settings()
     a, b = (load_run(find_run(ref, settings.results_dir)) for ref in (args.run_a, args.run_b))
-    if "bench" in (a.get("kind"), b.get("kind")):
+    if isinstance(a, BenchRun) or isinstance(b, BenchRun):
         raise RunNotFound("compare takes two module runs; a bench run's report.md has its own comparison")
     console.print(report.compare_table(a, b))
     return 0
 
 
 def cmd_list(args) -> int:
-    """List modules with their variants, scenarios and claims."""
-    for spec in modules().values():
+    """List modules with their variants, scenarios and claims; a spec that does not load is named with
+    its error (exit 2), the others are listed."""
+    specs, broken = loadable()
+    for spec in specs.values():
         console.print(f"[bold]{spec.id}[/] ({spec.title}), target port {spec.port}, services: "
                       f"{', '.join(spec.services)}")
         for variant in spec.variants:
@@ -206,7 +212,9 @@ def cmd_list(args) -> int:
         for claim in spec.claims:
             console.print(f"  claim    {claim.id:<26} \\[{claim.scenario}] {claim.expression}")
             console.print(f"           {'':<26} {escape(claim.sentence)}")
-    return 0
+    for exc in broken.values():
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+    return 2 if broken else 0
 
 
 def cmd_generate(args) -> int:

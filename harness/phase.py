@@ -22,6 +22,7 @@ from harness import faults, summary
 from harness.modules import locustfile, url
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus, ratio, with_labels
+from harness.record import Phase
 from harness.settings import Settings
 from harness.spec import ModuleSpec
 
@@ -130,18 +131,16 @@ def server_metrics(prom: Prometheus, module: ModuleSpec, settings: Settings, var
     return metrics
 
 
-def phase_record(module: ModuleSpec, spec: PhaseSpec, exact: dict, server: dict, fault_records: list[dict]) -> dict:
+def phase_record(module: ModuleSpec, spec: PhaseSpec, exact: dict, server: dict, fault_records: list[dict]) -> Phase:
+    """The phase as run.json keeps it. Its invariants come with `enforced` as the load generator decided
+    it from the spec (harness/loadgen/invariants.py); a result without it is refused, not guessed."""
     latency_of = module.latency_of
-    known = {i.name: i for i in module.invariants}
-    invariants = [{**inv, "enforced": inv.get("enforced", known[inv["name"]].enforced(spec.variant)
-                                              if inv["name"] in known else True)}
-                  for inv in exact.get("invariants", [])]
     record = {
         **asdict(spec), "start": exact["start"], "measured_start": exact["measured_start"], "end": exact["end"],
         "csv_prefix": f"phases/{spec.slug}", **summary.phase_counts(exact),
         "latency_ms": summary.phase_latency(exact, latency_of), "timeline": summary.timeline(exact),
         "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
-        "invariants": invariants, "faults": fault_records,
+        "invariants": exact.get("invariants", []), "faults": fault_records,
         **({"model": "open", "arrivals": exact.get("arrivals"), "dropped": exact.get("dropped") or 0,
             "schedule_lag_ms": exact.get("schedule_lag_ms"),
             "service_latency_ms": summary.phase_latency({"requests": exact["service"]}, latency_of)}
@@ -151,4 +150,4 @@ def phase_record(module: ModuleSpec, spec: PhaseSpec, exact: dict, server: dict,
     if fault_records:
         record.update(faults.fault_metrics(fault_records, exact.get("completions_per_second"),
                                            exact.get("failures_per_second"), exact["measured_start"], exact["end"]))
-    return record
+    return Phase.model_validate(record)

@@ -14,6 +14,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
 from harness import censored
 from harness.presentation import colors, fmt, main_group, presentation, summary_of
+from harness.record import Run, VariantSummary
 
 NINES = (50.0, 90.0, 99.0, 99.9, 99.99)
 FAULT_COLOR = "#f4a6a6"
@@ -23,7 +24,7 @@ def _nines(percentile: float) -> float:
     return -math.log10(1 - percentile / 100)
 
 
-def _percentiles(metrics: dict) -> list[tuple[float, float]]:
+def _percentiles(metrics: VariantSummary) -> list[tuple[float, float]]:
     fallback = ((50.0, "p50_ms"), (95.0, "p95_ms"), (99.0, "p99_ms"), (99.9, "p999_ms"))
     points = metrics.get("percentiles") or [(p, metrics.get(key)) for p, key in fallback]
     return [(p, ms) for p, ms in points if p < 100 and isinstance(ms, int | float) and ms > 0]
@@ -39,7 +40,7 @@ def _finish(ax, title: str, legend: dict | None = None, **labels) -> None:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
 
 
-def percentile_figure(run: dict, palette: dict) -> Figure:
+def percentile_figure(run: Run, palette: dict) -> Figure:
     group, variants = main_group(run)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -62,30 +63,30 @@ def _shade(ax, span: tuple[float, float], color: str, label: str, labelled: set)
     labelled.add(label)
 
 
-def throughput_figure(run: dict, palette: dict) -> Figure:
+def throughput_figure(run: Run, palette: dict) -> Figure:
     """Successful requests/s per phase (failed ones in red), warm-up in grey, faults in red."""
-    phases = [p for p in run.get("phases") or [] if p.get("start") is not None]
-    t0 = min((p["start"] for p in phases), default=0.0)
+    phases = [p for p in run.phases if p.start is not None]
+    t0 = min((p.start for p in phases), default=0.0)
     main = main_group(run)[0]
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.add_subplot()
     labelled: set[str] = set()
     for phase in phases:
-        variant, group, offset = phase.get("variant"), phase.get("group") or phase.get("scenario"), phase["start"] - t0
-        if phase.get("measured_start") is not None:
-            _shade(ax, (offset, phase["measured_start"] - t0), "0.88", "warm-up (excluded)", labelled)
-        for fault in phase.get("faults") or []:
-            if fault.get("begin") is not None:
-                end = fault.get("end") or phase.get("end") or fault["begin"]
-                _shade(ax, (fault["begin"] - t0, end - t0), FAULT_COLOR, "fault", labelled)
-        points = [(offset + t, ok) for t, ok, *_ in phase.get("timeline") or [] if ok is not None]
+        variant, group, offset = phase.variant, phase.group_name, phase.start - t0
+        if phase.measured_start is not None:
+            _shade(ax, (offset, phase.measured_start - t0), "0.88", "warm-up (excluded)", labelled)
+        for fault in phase.faults:
+            if fault.begin is not None:
+                end = fault.end or phase.end or fault.begin
+                _shade(ax, (fault.begin - t0, end - t0), FAULT_COLOR, "fault", labelled)
+        points = [(offset + t, ok) for t, ok, *_ in phase.timeline if ok is not None]
         if points:
             label = variant if group == main else f"{variant} ({group})"
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, color=palette.get(variant, "0.5"), linestyle="-" if group == main else "--",
                     linewidth=1.2, label=None if label in labelled else label)
             labelled.add(label)
-        failed = [(offset + t, rest[0]) for t, _, *rest in phase.get("timeline") or [] if rest and rest[0]]
+        failed = [(offset + t, rest[0]) for t, _, *rest in phase.timeline if rest and rest[0]]
         if failed:
             xs, ys = zip(*failed, strict=True)
             ax.plot(xs, ys, "x", color="#cf222e", markersize=3, label=None if "failed" in labelled else "failed")
@@ -110,7 +111,7 @@ def _bars(ax, names: list[str], values: list, palette: dict, offset=0.0, width=0
     ax.set_xlim(-pad, len(names) - 1 + pad)
 
 
-def summary_figure(run: dict, palette: dict) -> Figure:
+def summary_figure(run: Run, palette: dict) -> Figure:
     group, variants = main_group(run)
     names = list(variants)
     fig = Figure(figsize=(10, 4.2), layout="constrained")
@@ -125,10 +126,10 @@ def summary_figure(run: dict, palette: dict) -> Figure:
     return fig
 
 
-def bar_figure(run: dict, palette: dict, key: str, label: str, kind: str) -> Figure:
+def bar_figure(run: Run, palette: dict, key: str, label: str, kind: str) -> Figure:
     """One metric of the presentation's bar_plots, per variant of the main group."""
     group, variants = main_group(run)
-    values = {v: m[key] for v, m in variants.items() if m.get(key) is not None}
+    values = {v: m.get(key) for v, m in variants.items() if m.get(key) is not None}
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     _bars(ax, list(values), list(values.values()), palette, kind=kind)
@@ -139,9 +140,9 @@ def bar_figure(run: dict, palette: dict, key: str, label: str, kind: str) -> Fig
     return fig
 
 
-def curve_figure(run: dict, palette: dict) -> Figure:
+def curve_figure(run: Run, palette: dict) -> Figure:
     """p99 against achieved throughput per variant, one panel per swept scenario, knees starred."""
-    curves = run["curves"]
+    curves = run.curves
     fig = Figure(figsize=(8, 4.5 * len(curves)), layout="constrained")
     for ax, (group, curve) in zip(fig.subplots(len(curves), 1, squeeze=False)[:, 0], curves.items(), strict=True):
         for variant, data in curve["variants"].items():
@@ -163,7 +164,7 @@ def curve_figure(run: dict, palette: dict) -> Figure:
     return fig
 
 
-def line_figure(run: dict, palette: dict, plot: dict) -> Figure:
+def line_figure(run: Run, palette: dict, plot: dict) -> Figure:
     """One of the presentation's line_plots: each metric against the x value of the groups the run
     measured, one line per variant (a group or variant not run leaves a gap, not a zero)."""
     groups = summary_of(run)
@@ -172,7 +173,8 @@ def line_figure(run: dict, palette: dict, plot: dict) -> Figure:
     variants = list(dict.fromkeys(v for group, _ in plot["x"] for v in groups.get(group) or {}))
     for ax, (key, label, kind) in zip(axes, plot["metrics"], strict=True):
         for variant in variants:
-            values = [(x, (groups.get(group) or {}).get(variant, {}).get(key)) for group, x in plot["x"]]
+            values = [(x, metrics.get(key) if (metrics := (groups.get(group) or {}).get(variant)) else None)
+                      for group, x in plot["x"]]
             points = [(x, y) for x, y in values if isinstance(y, int | float) and not isinstance(y, bool)]
             if points:
                 xs, ys = zip(*sorted(points), strict=True)
@@ -186,12 +188,12 @@ def line_figure(run: dict, palette: dict, plot: dict) -> Figure:
     return fig
 
 
-def write_plots(run: dict, plots_dir: Path) -> list[Path]:
+def write_plots(run: Run, plots_dir: Path) -> list[Path]:
     palette = colors(run)
     figures = {"latency_percentiles.png": percentile_figure(run, palette),
                "throughput.png": throughput_figure(run, palette),
                "summary_bars.png": summary_figure(run, palette)}
-    if run.get("curves"):
+    if run.curves:
         figures["latency_vs_throughput.png"] = curve_figure(run, palette)
     variants = main_group(run)[1]
     for key, label, kind in presentation(run)["bar_plots"]:

@@ -1,7 +1,7 @@
 """How a run is shown, read from the run itself: its spec's presentation, stored in run.json.
 
 The report, the plots and the CLI take columns, compare metrics, the progress line, bar plots and
-the main scenario from `run["presentation"]` (what `ModuleSpec.presentation()` returned when the run
+the main scenario from `run.presentation` (what `ModuleSpec.presentation()` returned when the run
 started), so a run re-renders without its module; a run without one gets the generic columns.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from harness import censored
+from harness.record import Run, VariantSummary
 from harness.spec import DEFAULT_COLUMNS, GENERIC_METRICS
 
 MISSING = "–"
@@ -43,9 +44,9 @@ def fmt(value, kind: str = "num") -> str:
     return f"{value:.3g}"
 
 
-def presentation(run: dict) -> dict:
+def presentation(run: Run) -> dict:
     """The run's presentation, or the generic one for a run stored without it."""
-    given = run.get("presentation") or {}
+    given = run.presentation or {}
     return {"main_scenario": given.get("main_scenario") or "",
             "columns": given.get("columns") or [[k, *GENERIC_METRICS[k]] for k in DEFAULT_COLUMNS],
             "compare": given.get("compare") or list(GENERIC_COMPARE), "progress": given.get("progress") or [],
@@ -53,7 +54,7 @@ def presentation(run: dict) -> dict:
             "variants": given.get("variants") or {}}
 
 
-def metric_format(run: dict, key: str) -> tuple[str, str]:
+def metric_format(run: Run, key: str) -> tuple[str, str]:
     """(label, format) of a summary metric, as the run's presentation names it."""
     for name, label, kind in presentation(run)["columns"] + presentation(run)["bar_plots"]:
         if name == key:
@@ -61,23 +62,23 @@ def metric_format(run: dict, key: str) -> tuple[str, str]:
     return GENERIC_METRICS.get(key, (key.replace("_", " "), "num"))
 
 
-def summary_of(run: dict) -> dict:
-    return run.get("summary") or {}
+def summary_of(run: Run) -> dict[str, dict[str, VariantSummary]]:
+    return run.summary
 
 
-def main_group(run: dict) -> tuple[str, dict]:
+def main_group(run: Run) -> tuple[str, dict[str, VariantSummary]]:
     """The group the plots show (the main scenario, or its first load; else the first group) and its
     per-variant summary. A swept group has no latencies to plot, so it is never the main one."""
-    groups = {g: v for g, v in summary_of(run).items() if g not in (run.get("curves") or {})}
+    groups = {g: v for g, v in summary_of(run).items() if g not in run.curves}
     main = presentation(run)["main_scenario"]
     name = next((g for g in groups if g == main or g.split(".")[0] == main), next(iter(groups), ""))
     return name, groups.get(name) or {}
 
 
-def colors(run: dict) -> dict[str, str]:
+def colors(run: Run) -> dict[str, str]:
     """One color per variant, the same in every plot, in the order the run lists variants."""
-    names = list((run.get("parameters") or {}).get("variants") or [])
+    names = list(run.parameters.get("variants") or [])
     for variants in summary_of(run).values():
         names += list(variants)
-    names += [phase.get("variant") for phase in run.get("phases") or []]
+    names += [phase.variant for phase in run.phases]
     return {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(n for n in names if n))}

@@ -1,6 +1,6 @@
 """Render one run: Markdown and self-contained HTML reports with plots, and rich tables for the CLI.
 
-Everything reads the parsed `run.json` dict, including how to show it (`run["presentation"]`, see
+Everything reads the run's typed record (harness/record.py), including how to show it (`run.presentation`, see
 harness/presentation.py), so a stored run re-renders on its own. The report is built once as a list
 of blocks (heading, verdict, paragraph, table, images, key/value list) and written out as both
 Markdown and HTML, so the two always say the same thing. The plots are in harness/plots.py.
@@ -22,6 +22,7 @@ from harness.document import html_page, markdown, md_table
 from harness.gate import budget_problem, fault_problems
 from harness.plots import write_plots
 from harness.presentation import MISSING, fmt, metric_format, presentation, summary_of
+from harness.record import Run
 
 __all__ = ["compare_markdown", "compare_table", "fmt", "render", "summary_table", "verdict_table"]
 
@@ -56,22 +57,18 @@ p.verdict.pass{background:#dafbe1}p.verdict.fail{background:#ffebe9}img{max-widt
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{font-weight:600}dd{margin:0}"""
 
 
-def _name(run: dict) -> str:
-    return run.get("title") or run.get("module") or "run"
+def _passed(run: Run) -> bool:
+    if run.passed is not None:
+        return run.passed
+    return all(c.status not in (*FAILING, "fail") for c in run.claims)
 
 
-def _passed(run: dict) -> bool:
-    if run.get("passed") is not None:
-        return bool(run["passed"])
-    return all(c.get("status") not in (*FAILING, "fail") for c in run.get("claims") or [])
-
-
-def _verdict_text(run: dict) -> str:
-    counts = Counter(c.get("status") for c in run.get("claims") or [])
+def _verdict_text(run: Run) -> str:
+    counts = Counter(c.status for c in run.claims)
     statuses = [s for s in STATUSES if counts[s]] + [s for s in counts if s not in STATUSES]
-    invariants = run.get("invariants") or []
-    held = sum(1 for i in invariants if i.get("passed"))
-    findings = sum(1 for i in invariants if not i.get("passed") and i.get("enforced") is False)
+    invariants = run.invariants
+    held = sum(1 for i in invariants if i.passed)
+    findings = sum(1 for i in invariants if i.status == "finding")
     claims = ", ".join(f"{counts[s]} {s}" for s in statuses) or "no claims"
     found = f" ({findings} violated where the variant does not claim it: a finding)" if findings else ""
     return (f"{'PASSED' if _passed(run) else 'FAILED'}: claims {claims}; {held}/{len(invariants)} invariants "
@@ -80,23 +77,17 @@ def _verdict_text(run: dict) -> str:
 
 # ---- tables as rows of strings, shared by Markdown, HTML and rich ----
 
-def _claim_rows(run: dict) -> list[list[str]]:
-    return [[c.get("status", ""), c.get("id", ""), c.get("sentence", ""), c.get("expression", ""),
-             fmt(c.get("measured")), fmt(c.get("baseline")), fmt(c.get("ratio"), "ratio"),
-             fmt(c.get("threshold")), c.get("detail") or ""] for c in run.get("claims") or []]
+def _claim_rows(run: Run) -> list[list[str]]:
+    return [[c.status, c.id, c.sentence, c.expression, fmt(c.measured), fmt(c.baseline), fmt(c.ratio, "ratio"),
+             fmt(c.threshold), c.detail or ""] for c in run.claims]
 
 
-def _invariant_status(inv: dict) -> str:
-    return "held" if inv.get("passed") else "violated" if inv.get("enforced", True) else "finding"
+def _invariant_rows(run: Run) -> list[list[str]]:
+    return [[i.status, i.name, i.scenario or MISSING, i.variant or MISSING, fmt(i.value), i.expected, i.detail or ""]
+            for i in run.invariants]
 
 
-def _invariant_rows(run: dict) -> list[list[str]]:
-    return [[_invariant_status(i), i.get("name", ""), i.get("scenario") or MISSING, i.get("variant") or MISSING,
-             fmt(i.get("value")), i.get("expected", ""), i.get("detail") or ""]
-            for i in run.get("invariants") or []]
-
-
-def _summary_rows(run: dict, group: str) -> tuple[list[str], list[list[str]]]:
+def _summary_rows(run: Run, group: str) -> tuple[list[str], list[list[str]]]:
     variants = summary_of(run).get(group) or {}
     columns = [(key, label, kind) for key, label, kind in presentation(run)["columns"]
                if any(metrics.get(key) is not None for metrics in variants.values())]
@@ -109,35 +100,33 @@ def _reasons(errors: dict | None) -> str:
     return ", ".join(f"{reason} x{n:,}" for reason, n in sorted((errors or {}).items(), key=lambda e: -e[1]))
 
 
-def _phase_rows(run: dict) -> list[list[str]]:
+def _phase_rows(run: Run) -> list[list[str]]:
     rows = []
-    for phase in run.get("phases") or []:
-        latency, budget = phase.get("latency_ms") or {}, phase.get("error_budget")
-        over = "OVER " if phase.get("over_budget") and phase.get("step") is None else ""
-        rows.append([fmt(phase.get("index")), phase.get("group") or phase.get("scenario", ""),
-                     phase.get("variant", ""), fmt(phase.get("repetition")), fmt(phase.get("rate") or None),
-                     fmt(phase.get("requests")), fmt(phase.get("failures")),
-                     f"{over}{fmt(phase.get('failure_ratio'), 'percent')} of {fmt(budget, 'percent')}"
+    for phase in run.phases:
+        latency, budget = phase.latency_ms, phase.error_budget
+        over = "OVER " if phase.over_budget and phase.step is None else ""
+        rows.append([fmt(phase.index), phase.group_name, phase.variant, fmt(phase.repetition), fmt(phase.rate or None),
+                     fmt(phase.requests), fmt(phase.failures),
+                     f"{over}{fmt(phase.failure_ratio, 'percent')} of {fmt(budget, 'percent')}"
                      if budget is not None else MISSING,
-                     fmt(phase.get("rps")), fmt(latency.get("p95")), fmt(latency.get("p99")),
-                     _reasons(phase.get("errors"))])
+                     fmt(phase.rps), fmt(latency.get("p95")), fmt(latency.get("p99")), _reasons(phase.errors)])
     return rows
 
 
-def _fault_rows(run: dict) -> list[list[str]]:
+def _fault_rows(run: Run) -> list[list[str]]:
     rows = []
-    for phase in run.get("phases") or []:
-        for f in phase.get("faults") or []:
-            began = f["begin"] - phase["measured_start"] if f.get("begin") and phase.get("measured_start") else None
-            lasted = f["end"] - f["begin"] if f.get("begin") and f.get("end") else None
-            rows.append([fmt(phase.get("index")), f.get("service", ""), f.get("action", ""),
-                         fmt(f.get("planned_at_s")), fmt(began), fmt(lasted), f.get("error") or ""])
+    for phase in run.phases:
+        for f in phase.faults:
+            began = f.begin - phase.measured_start if f.begin and phase.measured_start else None
+            lasted = f.end - f.begin if f.begin and f.end else None
+            rows.append([fmt(phase.index), f.service, f.action, fmt(f.planned_at_s), fmt(began), fmt(lasted),
+                         f.error or ""])
     return rows
 
 
-def _gate_problems(run: dict) -> list[str]:
-    phases = run.get("phases") or []
-    over = [p for p in phases if p.get("step") is None and budget_problem(p)]
+def _gate_problems(run: Run) -> list[str]:
+    phases = run.phases
+    over = [p for p in phases if p.step is None and budget_problem(p)]
     return [budget_problem(p) for p in over] + [x for p in phases for x in fault_problems(p)]
 
 
@@ -165,22 +154,22 @@ def _change(a, b) -> float | None:
     return None if a is None or b is None or a == 0 else (b - a) / a * 100
 
 
-def _compare(a: dict, b: dict) -> tuple[list[str], list[list[str]]]:
-    headers = ["scenario", "variant", "metric", f"A {a.get('run_id')}", f"B {b.get('run_id')}", "B/A"]
+def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
+    headers = ["scenario", "variant", "metric", f"A {a.run_id}", f"B {b.run_id}", "B/A"]
     rows = []
     for group, variants in summary_of(a).items():
         for variant, ma in variants.items():
-            mb = (summary_of(b).get(group) or {}).get(variant) or {}
+            mb = (summary_of(b).get(group) or {}).get(variant)
             for key in dict.fromkeys([*presentation(a)["compare"], *presentation(b)["compare"]]):
-                if key in ma and key in mb and (ma[key] is not None or mb[key] is not None):
+                if mb is not None and ma.has(key) and mb.has(key) and (ma.get(key) is not None
+                                                                        or mb.get(key) is not None):
                     kind = metric_format(a, key)[1]
-                    rows.append([group, variant, key, fmt(ma[key], kind), fmt(mb[key], kind),
-                                 fmt(_change(ma[key], mb[key]), "change")])
-    claims_a = {c.get("id"): c for c in a.get("claims") or []}
-    claims_b = {c.get("id"): c for c in b.get("claims") or []}
+                    rows.append([group, variant, key, fmt(ma.get(key), kind), fmt(mb.get(key), kind),
+                                 fmt(_change(ma.get(key), mb.get(key)), "change")])
+    claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
     for cid in dict.fromkeys([*claims_a, *claims_b]):
-        sa, sb = (claims_a.get(cid) or {}).get("status"), (claims_b.get(cid) or {}).get("status")
-        scenario = (claims_a.get(cid) or claims_b.get(cid)).get("scenario") or ""
+        sa, sb = (c.status if (c := claims_a.get(cid)) else None), (c.status if (c := claims_b.get(cid)) else None)
+        scenario = (claims_a.get(cid) or claims_b[cid]).scenario or ""
         rows.append([scenario, "", f"claim {cid}", fmt(sa), fmt(sb), "" if sa == sb else "changed"])
     return headers, rows
 
@@ -205,42 +194,42 @@ def _rich_table(title: str, headers, rows, text_columns: int) -> Table:
     return table
 
 
-def verdict_table(run: dict) -> Table:
+def verdict_table(run: Run) -> Table:
     """The claims with their verdicts: status, id, expression, measured, baseline, ratio, threshold, detail."""
     rows = [[r[0], r[1], *r[3:8], r[8] if r[0] in (*FAILING, "not run") else ""] for r in _claim_rows(run)]
     headers = [h for h in CLAIM_HEADERS if h != "claim"]
-    return _rich_table(f"{_name(run)}: {_verdict_text(run)}", headers, rows, 3)
+    return _rich_table(f"{run.name}: {_verdict_text(run)}", headers, rows, 3)
 
 
-def summary_table(run: dict, group: str | None = None) -> Table:
+def summary_table(run: Run, group: str | None = None) -> Table:
     """Per-variant medians of one group, with only the metrics this run measured."""
     group = group or next(iter(summary_of(run)), "")
-    return _rich_table(f"{_name(run)}: {group}", *_summary_rows(run, group), 1)
+    return _rich_table(f"{run.name}: {group}", *_summary_rows(run, group), 1)
 
 
-def compare_table(a: dict, b: dict) -> Table:
+def compare_table(a: Run, b: Run) -> Table:
     """Two runs side by side: shared metrics with the B/A change, then every claim's status in each."""
-    return _rich_table(f"A {a.get('run_id')} vs B {b.get('run_id')}", *_compare(a, b), 3)
+    return _rich_table(f"A {a.run_id} vs B {b.run_id}", *_compare(a, b), 3)
 
 
-def compare_markdown(a: dict, b: dict) -> str:
+def compare_markdown(a: Run, b: Run) -> str:
     """compare_table as Markdown."""
-    heading = f"## {a.get('module')}: A {a.get('run_id')} vs B {b.get('run_id')}"
+    heading = f"## {a.module}: A {a.run_id} vs B {b.run_id}"
     return f"{heading}\n\n{md_table(*_compare(a, b))}\n"
 
 
 # ---- the document, as Markdown and HTML ----
 
-def _document(run: dict, plot_names: list[str]) -> list[tuple]:
+def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     def table(headers, rows):
         return [("table", list(headers), rows)] if rows else [("p", "None recorded.")]
 
-    title = f"{_name(run)}: run {run.get('run_id')}"
-    info = (f"Module {run.get('module')}, started {run.get('created') or MISSING}, finished "
-            f"{run.get('finished') or MISSING}, took {fmt(run.get('duration_s'))} s.")
+    title = f"{run.name}: run {run.run_id}"
+    info = (f"Module {run.module}, started {run.created or MISSING}, finished {run.finished or MISSING}, took "
+            f"{fmt(run.duration_s)} s.")
     blocks = [("h", 1, title), ("verdict", _passed(run), _verdict_text(run)), ("p", info)]
-    if run.get("error"):
-        blocks.append(("p", f"The run stopped early: {run['error']}"))
+    if run.error:
+        blocks.append(("p", f"The run stopped early: {run.error}"))
     blocks += [("h", 2, "Claims"), *table(CLAIM_HEADERS, _claim_rows(run))]
     if problems := _gate_problems(run):
         blocks += [("h", 2, "Phases the claims cannot trust"),
@@ -248,7 +237,7 @@ def _document(run: dict, plot_names: list[str]) -> list[tuple]:
     blocks += [("h", 2, "Invariants"), *table(INVARIANT_HEADERS, _invariant_rows(run))]
     for group in summary_of(run):
         blocks += [("h", 2, f"Summary: {group}"), *table(*_summary_rows(run, group))]
-    for group, curve in (run.get("curves") or {}).items():
+    for group, curve in run.curves.items():
         knees = ", ".join(f"{v} {censored.describe(d['knee_rate'], fmt)}/s" for v, d in curve["variants"].items())
         blocks += [("h", 2, f"Latency vs throughput: {group}"),
                    ("p", f"Open model, rates rising per variant until one breaks. A variant's knee is the highest "
@@ -262,12 +251,12 @@ def _document(run: dict, plot_names: list[str]) -> list[tuple]:
                    *table(FAULT_HEADERS, faults)]
     blocks += [("h", 2, "Phases"), *table(PHASE_HEADERS, _phase_rows(run))]
     blocks += [("h", 2, "Plots"), ("images", plot_names)]
-    for heading, key in (("Parameters", "parameters"), ("Environment", "environment")):
-        blocks += [("h", 2, heading), ("kv", [(k, fmt(v)) for k, v in (run.get(key) or {}).items()])]
+    for heading, values in (("Parameters", run.parameters), ("Environment", run.environment.dump())):
+        blocks += [("h", 2, heading), ("kv", [(k, fmt(v)) for k, v in values.items()])]
     return blocks + [("h", 2, "How to read this"), ("p", HOW_TO_READ)]
 
 
-def render(run: dict, run_dir: Path) -> list[Path]:
+def render(run: Run, run_dir: Path) -> list[Path]:
     """Write plots/*.png, report.md and report.html into run_dir; return the paths written."""
     run_dir = Path(run_dir)
     plots = write_plots(run, run_dir / "plots")

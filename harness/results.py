@@ -6,6 +6,11 @@ import json
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from harness import record
+from harness.record import BenchRun, Run
+
 
 class RunNotFound(LookupError):
     pass
@@ -26,11 +31,11 @@ def new_run_dir(results_dir: Path, module: str, now: float | None = None) -> Pat
     raise RuntimeError(f"could not create a new run directory under {parent}")
 
 
-def write_run(run_dir: Path, run: dict) -> Path:
+def write_run(run_dir: Path, run: Run | BenchRun) -> Path:
     """Write run.json atomically, so an interrupted run still leaves a readable file."""
     path = run_dir / "run.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(run, indent=2, default=str))
+    tmp.write_text(json.dumps(run.dump(), indent=2, default=str))
     tmp.replace(path)
     return path
 
@@ -56,8 +61,13 @@ def find_run(ref: str, results_dir: Path) -> Path:
     raise RunNotFound(f"no run {ref!r} under {results_dir} (give a run directory, module/run-id, or latest)")
 
 
-def load_run(run_dir: Path) -> dict:
+def load_run(run_dir: Path) -> Run | BenchRun:
+    """run.json as its typed record; any shape a committed run has is readable (harness/record.py)."""
+    path = run_dir / "run.json"
     try:
-        return json.loads((run_dir / "run.json").read_text())
+        return record.load(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RunNotFound(f"cannot read {run_dir / 'run.json'}: {exc}") from None
+        raise RunNotFound(f"cannot read {path}: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise RunNotFound(f"{path} is not a run record: {problems}") from None

@@ -20,12 +20,13 @@ from harness import gate, results, summary, sweep
 from harness.phase import PhaseFailed, check_undone, phase_record, run_phase, server_metrics
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus
+from harness.record import Environment, Phase, Run, RunFault
 from harness.settings import Settings
 
 __all__ = ["PhaseFailed", "Progress", "conclude", "environment", "execute"]
 
 
-def environment(settings: Settings, services: list[str]) -> dict:
+def environment(settings: Settings, services: list[str]) -> Environment:
     """What the numbers were measured on, with each service's version as its stack entry probes it."""
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), platform.processor())
@@ -44,53 +45,53 @@ def environment(settings: Settings, services: list[str]) -> dict:
             env[name] = probe(settings) if callable(probe) else None
         except Exception:  # a missing version is recorded as unknown, never fatal
             env[name] = None
-    return env
+    return Environment.model_validate(env)
 
 
-def conclude(run: dict, plan: Plan, histograms: dict[int, str]) -> dict:
+def conclude(run: Run, plan: Plan, histograms: dict[int, str]) -> Run:
     bounds = {name: s.p99_bound_ms for name in plan.scenarios if (s := plan.sweep(name)) is not None}
-    run["curves"] = sweep.curves(run["phases"], bounds)
-    run["summary"] = summary.summarize_run(run["phases"], histograms, run["curves"])
-    run["claims"] = gate.verdicts(plan.spec.claims, run["summary"], run["phases"])
-    run["invariants"] = summary.invariant_rows(run["phases"])
-    run["faults"] = [{"phase": p["index"], **f} for p in run["phases"] for f in p.get("faults") or []]
-    run["passed"] = gate.passed(run)
+    run.curves = sweep.curves(run.phases, bounds)
+    run.summary = summary.summarize_run(run.phases, histograms, run.curves)
+    run.claims = gate.verdicts(plan.spec.claims, run.summary, run.phases)
+    run.invariants = summary.invariant_rows(run.phases)
+    run.faults = [RunFault(phase=p.index, **f.dump()) for p in run.phases for f in p.faults]
+    run.passed = gate.passed(run)
     return run
 
 
 class Progress:
     """What a run tells its caller while it goes; the CLI draws it with rich, tests ignore it."""
 
-    def run_started(self, run_dir: Path, run: dict, estimate_s: float) -> None: ...
+    def run_started(self, run_dir: Path, run: Run, estimate_s: float) -> None: ...
 
     def phase_started(self, spec: PhaseSpec) -> None: ...
 
     def tick(self) -> None: ...
 
-    def phase_done(self, record: dict) -> None: ...
+    def phase_done(self, record: Phase) -> None: ...
 
 
 class _Runner:
     """The loop over phases, with what each one needs; one per run."""
 
-    def __init__(self, plan: Plan, settings: Settings, run: dict, run_dir: Path, progress: Progress) -> None:
+    def __init__(self, plan: Plan, settings: Settings, run: Run, run_dir: Path, progress: Progress) -> None:
         self.plan, self.settings, self.run, self.run_dir, self.progress = plan, settings, run, run_dir, progress
         self.prom, self.histograms = Prometheus(settings.prometheus_url), {}
 
     @property
     def next_index(self) -> int:
-        return len(self.run["phases"]) + 1
+        return len(self.run.phases) + 1
 
-    def phase(self, spec: PhaseSpec) -> dict:
+    def phase(self, spec: PhaseSpec) -> Phase:
         self.progress.phase_started(spec)
-        exact, fault_records = run_phase(self.plan, spec, self.run_dir, self.run["run_id"], self.settings,
+        exact, fault_records = run_phase(self.plan, spec, self.run_dir, self.run.run_id, self.settings,
                                          self.progress.tick)
         time.sleep(self.settings.scrape_interval_s * 2)  # let Prometheus scrape past the phase's end
         server = server_metrics(self.prom, self.plan.spec, self.settings, spec.variant, exact["measured_start"],
                                 exact["end"])
         record = phase_record(self.plan.spec, spec, exact, server, fault_records)
         self.histograms[spec.index] = exact["requests"].get(self.plan.spec.latency_of, {}).get("hdr", "")
-        self.run["phases"].append(record)
+        self.run.phases.append(record)
         results.write_run(self.run_dir, self.run)
         self.progress.phase_done(record)
         check_undone(spec, fault_records)
@@ -119,7 +120,7 @@ class _Runner:
                     self.phase(spec)
 
 
-def execute(plan: Plan, settings: Settings, progress: Progress | None = None) -> tuple[dict, Path]:
+def execute(plan: Plan, settings: Settings, progress: Progress | None = None) -> tuple[Run, Path]:
     """Run every phase and write results/<module>/<run-id>/; returns the run and its directory.
 
     run.json is rewritten after every phase, so an interrupted run keeps what it measured; the
@@ -132,10 +133,9 @@ def execute(plan: Plan, settings: Settings, progress: Progress | None = None) ->
     services = services_for(plan.spec)
     Stack(settings).up(services)
     run_dir = results.new_run_dir(settings.results_dir, plan.spec.id)
-    run = {"run_id": run_dir.name, "module": plan.spec.id, "title": plan.spec.title,
-           "created": _iso(time.time()), "parameters": plan.parameters(),
-           "environment": environment(settings, services), "presentation": plan.spec.presentation(),
-           "phases": []}
+    run = Run(run_id=run_dir.name, module=plan.spec.id, title=plan.spec.title, created=_iso(time.time()),
+              parameters=plan.parameters(), environment=environment(settings, services),
+              presentation=plan.spec.presentation(), phases=[])
     results.write_run(run_dir, run)
     progress.run_started(run_dir, run, plan.estimate_s())
     started = time.time()
@@ -143,11 +143,11 @@ def execute(plan: Plan, settings: Settings, progress: Progress | None = None) ->
     try:
         runner.all()
     except BaseException as exc:
-        run["error"] = f"{type(exc).__name__}: {exc}"
+        run.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         conclude(run, plan, runner.histograms)
-        run["finished"], run["duration_s"] = _iso(time.time()), round(time.time() - started, 1)
+        run.finished, run.duration_s = _iso(time.time()), round(time.time() - started, 1)
         results.write_run(run_dir, run)
         report.render(run, run_dir)
     return run, run_dir

@@ -1,8 +1,8 @@
 """The services of the embedded stack, one `Service` entry each (see `service.py`): the stores
 (PostgreSQL in `services_pg.py`, Redis), Prometheus, every module's target and its own processes.
 
-Adding a store (a Kafka-API broker, an S3 store) is one more entry in `SERVICES`; a module adds
-nothing here: its target and processes come from its spec.
+Adding a store (a Kafka-API broker, an S3 store) is one more entry in `_stores`; a module adds
+nothing here: its target and processes come from its spec, read when the stack first needs them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 import redis
@@ -17,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness import services_kafka, services_pg, services_s3
-from harness.modules import modules
+from harness.modules import BadSpec, get_module, loadable, module_names
 from harness.service import Service, StackError, find_binary, http_ok, never_raises, require_project_file
 from harness.settings import Settings, hostport
 from harness.spec import ModuleSpec, Process
@@ -74,8 +75,9 @@ def prometheus_config(settings: Settings) -> dict:
     address); the load side where its exporter listens.
     """
     interval = f"{settings.scrape_interval_s:g}s"
-    ports = [settings.module_port(m.port) for m in modules().values()]
-    ports += [settings.module_port(p.port) for m in modules().values() for p in m.processes if p.port]
+    specs = loadable()[0].values()  # a broken spec's target cannot run, so it is not scraped
+    ports = [settings.module_port(m.port) for m in specs]
+    ports += [settings.module_port(p.port) for m in specs for p in m.processes if p.port]
     loadgen_host = _scrape_host(settings.loadgen_metrics_host, settings)
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -157,8 +159,8 @@ def _process_service(process: Process) -> Service:
                    host_field="target_host" if process.port else None)
 
 
-def _registry() -> dict[str, Service]:
-    services = {
+def _stores() -> dict[str, Service]:
+    return {
         "postgres": services_pg.SERVICE,
         "s3": services_s3.SERVICE,
         "kafka": services_kafka.SERVICE,
@@ -170,15 +172,60 @@ def _registry() -> dict[str, Service]:
                               version=never_raises(_prometheus_version), port_setting="HARNESS_PROMETHEUS_PORT",
                               host_field="prometheus_host"),
     }
-    for module in modules().values():
+
+
+class Registry(MutableMapping[str, Service]):
+    """Every service by name: the stores from the start, a module's target and processes from its spec
+    when first asked for. Asking for a broken module's target raises its BadSpec; listing skips it, so
+    `harness status` and `down` work whatever one spec says."""
+
+    def __init__(self, stores: dict[str, Service]) -> None:
+        self._services, self._modules = dict(stores), set()
+
+    def _add_module(self, module_id: str) -> None:
+        if module_id in self._modules:
+            return
+        module = get_module(module_id)
         for service in (_target_service(module), *map(_process_service, module.processes)):
-            if service.name in services:
+            if service.name in self._services:
                 raise StackError(f"module {module.id}: service name {service.name!r} is taken by another service")
-            services[service.name] = service
-    return services
+            self._services[service.name] = service
+        self._modules.add(module_id)
+
+    def _add_loadable(self) -> None:
+        for module_id in loadable()[0]:
+            self._add_module(module_id)
+
+    def __getitem__(self, name: str) -> Service:
+        if name not in self._services:
+            if name in module_names():
+                self._add_module(name)
+            else:  # a module's own process: its module is found among the specs that load
+                self._add_loadable()
+        return self._services[name]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]
+        except (KeyError, BadSpec):
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        self._add_loadable()
+        return iter(list(self._services))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def __setitem__(self, name: str, service: Service) -> None:
+        self._services[name] = service
+
+    def __delitem__(self, name: str) -> None:
+        del self._services[name]
 
 
-SERVICES: dict[str, Service] = _registry()
+SERVICES = Registry(_stores())
 
 
 def services_for(module: ModuleSpec) -> list[str]:

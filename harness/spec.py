@@ -11,7 +11,6 @@ Validation errors name the module and the field: `module spec <id>: scenarios.1.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -328,7 +327,3 @@ class ModuleSpec(BaseModel):
                 "line_plots": [{"title": p.title, "x_label": p.x_label, "x": [list(x) for x in p.x], "log_x": p.log_x,
                                 "metrics": [[k, *self.metric_label(k)] for k in p.metrics]} for p in self.line_plots],
                 "variants": {v.name: v.sentence for v in self.variants}}
-
-
-def module_id_ok(value: str) -> bool:
-    return re.fullmatch(ID, value) is not None

@@ -60,19 +60,22 @@ class Stack:
         return bool(entry) and pids.alive(entry["pid"], entry["ticks"])
 
     def healthy(self, name: str) -> bool:
-        service = SERVICES[name]
-        if service.healthy is None:  # no port to ask: healthy while our process runs
+        service = SERVICES[name] if name in SERVICES else None  # None: its spec no longer loads
+        if service is None or service.healthy is None:  # no port to ask: healthy while our process runs
             return self.owns(name) and not pids.stopped(self.state[name]["pid"])
         return service.healthy(self.settings)
 
     def status(self, names: list[str] | None = None) -> list[dict]:
+        """Every service (or `names`), and whatever the state file says runs, even a service whose
+        module's spec no longer loads."""
         self._load()
         rows = []
-        for name in names or list(SERVICES):
+        for name in names or list(dict.fromkeys([*SERVICES, *self.state])):
             entry = self.state.get(name, {})
             healthy = self.healthy(name)
             owner = "harness" if self.owns(name) else ("external" if healthy else "-")
-            rows.append({"service": name, "port": SERVICES[name].port(self.settings), "healthy": healthy,
+            port = SERVICES[name].port(self.settings) if name in SERVICES else entry.get("port")
+            rows.append({"service": name, "port": port, "healthy": healthy,
                          "owner": owner, "pid": entry.get("pid") if owner == "harness" else None,
                          "log": entry.get("log"), "fault": entry.get("fault")})
         return rows

@@ -14,6 +14,7 @@ from collections import Counter
 
 from harness import censored
 from harness.loadgen.recorder import AGGREGATE, decode, merge, spectrum, summarize
+from harness.record import InvariantRow, Phase, VariantSummary
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 FAULT_METRICS = ("fault_availability", "recovery_s")
@@ -48,75 +49,76 @@ def timeline(exact: dict) -> list[list[float]]:
             for second, count in exact.get("completions_per_second", {}).items()]
 
 
-def summarize_variant(phases: list[dict], histograms: list[str]) -> dict:
+def summarize_variant(phases: list[Phase], histograms: list[str]) -> VariantSummary:
     """Medians over a variant's repetitions, with failures and invariants summed (a violation anywhere
     counts)."""
-    requests, failures = sum(p["requests"] for p in phases), sum(p["failures"] for p in phases)
-    errors = sum((Counter(p.get("errors") or {}) for p in phases), Counter())
+    requests, failures = sum(p.requests for p in phases), sum(p.failures for p in phases)
+    errors = sum((Counter(p.errors or {}) for p in phases), Counter())
     summary = {
         "repetitions": len(phases), "requests": requests, "failures": failures, "errors": dict(errors),
         "failure_ratio": failures / (requests + failures) if requests + failures else None,
-        "rps": median(p["rps"] for p in phases),
-        **{f"{k}_ms": median(p["latency_ms"].get(k) for p in phases) for k in ("p50", "p95", "p99", "p999")},
-        "max_ms": max((p["latency_ms"]["max"] for p in phases if p["latency_ms"].get("max") is not None),
-                      default=None),
-        "load_cpu_us_per_request": median(p.get("load_cpu_us_per_request") for p in phases),
+        "rps": median(p.rps for p in phases),
+        **{f"{k}_ms": median(p.latency_ms.get(k) for p in phases) for k in ("p50", "p95", "p99", "p999")},
+        "max_ms": max((p.latency_ms["max"] for p in phases if p.latency_ms.get("max") is not None), default=None),
+        "load_cpu_us_per_request": median(p.load_cpu_us_per_request for p in phases),
     }
-    if any(p.get("model") == "open" for p in phases):
-        summary["target_rate"] = median(p.get("rate") for p in phases)
-        summary["dropped"] = sum(p.get("dropped") or 0 for p in phases)
-        summary["schedule_lag_p99_ms"] = median((p.get("schedule_lag_ms") or {}).get("p99") for p in phases)
-        summary["service_p99_ms"] = median((p.get("service_latency_ms") or {}).get("p99") for p in phases)
-    for key in sorted({k for p in phases for k in p.get("server", {})}):
-        summary[key] = median(p["server"].get(key) for p in phases)
+    if any(p.model == "open" for p in phases):
+        summary["target_rate"] = median(p.rate for p in phases)
+        summary["dropped"] = sum(p.dropped or 0 for p in phases)
+        summary["schedule_lag_p99_ms"] = median((p.schedule_lag_ms or {}).get("p99") for p in phases)
+        summary["service_p99_ms"] = median((p.service_latency_ms or {}).get("p99") for p in phases)
+    for key in sorted({k for p in phases for k in p.server}):
+        summary[key] = median(p.server.get(key) for p in phases)
     for key in FAULT_METRICS:
-        if any(key in p for p in phases):
+        if any(p.has(key) for p in phases):
             summary[key] = median(p.get(key) for p in phases)
     for phase in phases:
-        for inv in phase.get("invariants", []):
-            summary[inv["name"]] = summary.get(inv["name"], 0) + inv["value"]
+        for inv in phase.invariants:
+            summary[inv.name] = summary.get(inv.name, 0) + inv.value
     merged = merge(decode(h) for h in histograms if h)
     summary["percentiles"] = spectrum(merged)
     summary["merged"] = {k: v for k, v in summarize(merged).items() if k != "count"}
-    return summary
+    return VariantSummary.model_validate(summary)
 
 
-def summarize_run(phases: list[dict], histograms: dict[int, str], curves: dict | None = None) -> dict:
+def summarize_run(phases: list[Phase], histograms: dict[int, str],
+                  curves: dict | None = None) -> dict[str, dict[str, VariantSummary]]:
     """{group: {variant: summary}} in the order the phases ran; swept groups carry each knee."""
-    grouped: dict[str, dict[str, list[dict]]] = {}
+    grouped: dict[str, dict[str, list[Phase]]] = {}
     for phase in phases:
-        if not phase.get("error"):
-            grouped.setdefault(phase.get("group") or phase["scenario"], {}).setdefault(
-                phase["variant"], []).append(phase)
+        if not phase.error:
+            grouped.setdefault(phase.group_name, {}).setdefault(phase.variant, []).append(phase)
     summary = {}
     for group, variants in grouped.items():
         if group in (curves or {}):
             summary[group] = {v: _swept(ps, curves[group]["variants"].get(v) or {}) for v, ps in variants.items()}
         else:
-            summary[group] = {v: summarize_variant(ps, [histograms.get(p["index"], "") for p in ps])
+            summary[group] = {v: summarize_variant(ps, [histograms.get(p.index, "") for p in ps])
                               for v, ps in variants.items()}
     return summary
 
 
-def _swept(phases: list[dict], curve: dict) -> dict:
-    requests, failures = sum(p["requests"] for p in phases), sum(p["failures"] for p in phases)
-    return {"repetitions": len({p["repetition"] for p in phases}), "requests": requests, "failures": failures,
-            "failure_ratio": failures / (requests + failures) if requests + failures else None,
-            "knee_rate": curve.get("knee_rate")}
+def _swept(phases: list[Phase], curve: dict) -> VariantSummary:
+    requests, failures = sum(p.requests for p in phases), sum(p.failures for p in phases)
+    return VariantSummary(repetitions=len({p.repetition for p in phases}), requests=requests, failures=failures,
+                          failure_ratio=failures / (requests + failures) if requests + failures else None,
+                          knee_rate=curve.get("knee_rate"))
 
 
-def invariant_rows(phases: list[dict]) -> list[dict]:
-    """One row per (invariant, group, variant), summed over repetitions; `enforced` False is a finding."""
-    rows: dict[tuple, dict] = {}
+def invariant_rows(phases: list[Phase]) -> list[InvariantRow]:
+    """One row per (invariant, group, variant), summed over repetitions; a violation the variant does
+    not claim (`enforced` False, decided when the result was recorded) is a finding."""
+    rows: dict[tuple, InvariantRow] = {}
+    details: dict[tuple, list[str]] = {}
     for phase in phases:
-        for inv in phase.get("invariants", []):
-            group = phase.get("group") or phase["scenario"]
-            key = (inv["name"], group, phase["variant"])
-            row = rows.setdefault(key, {"name": inv["name"], "scenario": group, "variant": phase["variant"],
-                                        "value": 0, "expected": inv["expected"], "passed": True,
-                                        "enforced": inv.get("enforced", True), "details": []})
-            row["value"] += inv["value"]
-            row["passed"] = row["passed"] and inv["passed"]
-            row["details"].append(inv.get("detail", ""))
-    return [{**{k: v for k, v in r.items() if k != "details"}, "detail": "; ".join(filter(None, r["details"]))}
-            for r in rows.values()]
+        for inv in phase.invariants:
+            key = (inv.name, phase.group_name, phase.variant)
+            row = rows.setdefault(key, InvariantRow(name=inv.name, scenario=phase.group_name, variant=phase.variant,
+                                                    value=0, expected=inv.expected, passed=True,
+                                                    enforced=inv.enforced, detail=""))
+            row.value += inv.value
+            row.passed = row.passed and inv.passed
+            details.setdefault(key, []).append(inv.detail)
+    for key, row in rows.items():
+        row.detail = "; ".join(filter(None, details[key]))
+    return list(rows.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import censored
+from harness.record import Phase
 from harness.spec import Sweep
 
 ACHIEVED_SHARE = 0.95
@@ -65,33 +66,34 @@ def knee(points: list[dict], bound_ms: float, budget: float) -> float | dict | N
     return censored.ge(points[-1]["rate"])
 
 
-def point_of(phase: dict) -> dict:
-    return {"rate": phase["rate"], "achieved": phase.get("rps"), "p99_ms": (phase.get("latency_ms") or {}).get("p99"),
-            "dropped": phase.get("dropped") or 0, "failure_ratio": phase.get("failure_ratio")}
+def point_of(phase: Phase) -> dict:
+    return {"rate": phase.rate, "achieved": phase.rps, "p99_ms": phase.latency_ms.get("p99"),
+            "dropped": phase.dropped or 0, "failure_ratio": phase.failure_ratio}
 
 
-def curves(phases: list[dict], bound_ms: dict[str, float]) -> dict:
+def curves(phases: list[Phase], bound_ms: dict[str, float]) -> dict:
     """{group: {bound_ms, variants: {variant: {points, passes, knee_rate}}}} from the sweep phases.
 
     Points are medians over the passes at each rate; `passes` are the knees of each repetition and
     `knee_rate` their median. `bound_ms` is each swept group's p99 bound.
     """
-    grouped: dict[str, dict[str, dict[int, list[dict]]]] = {}
+    grouped: dict[str, dict[str, dict[int, list[Phase]]]] = {}
     for phase in phases:
-        if phase.get("step") is not None and not phase.get("error"):
-            grouped.setdefault(phase["group"], {}).setdefault(phase["variant"], {}).setdefault(
-                phase["repetition"], []).append(phase)
+        if phase.step is not None and not phase.error:
+            grouped.setdefault(phase.group, {}).setdefault(phase.variant, {}).setdefault(
+                phase.repetition, []).append(phase)
     result = {}
     for group, variants in grouped.items():
         bound = bound_ms[group]
         result[group] = {"bound_ms": bound, "variants": {}}
         for variant, passes in variants.items():
-            budget = next(iter(passes.values()))[0].get("error_budget", 0.0)
-            knees = [knee([point_of(p) for p in sorted(ps, key=lambda p: p["step"])], bound, budget)
+            first = next(iter(passes.values()))[0]
+            budget = first.error_budget if first.error_budget is not None else 0.0
+            knees = [knee([point_of(p) for p in sorted(ps, key=lambda p: p.step)], bound, budget)
                      for ps in passes.values()]
             by_rate: dict[float, list[dict]] = {}
             for phase in (p for ps in passes.values() for p in ps):
-                by_rate.setdefault(phase["rate"], []).append(point_of(phase))
+                by_rate.setdefault(phase.rate, []).append(point_of(phase))
             points = [{"rate": rate, **{k: censored.median(p[k] for p in ps) for k in MEDIANS},
                        "dropped": sum(p["dropped"] for p in ps),
                        "held": sum(holds(p, bound, budget) for p in ps), "runs": len(ps)}

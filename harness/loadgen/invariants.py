@@ -5,7 +5,9 @@ A locustfile registers a check for names its module's spec declares (`@plugin.in
 system is quiescent, within a bound; past the bound the check is not run and its invariants fail with
 a detail saying so (an asynchronous consumer that never catches up must not pass). A check that
 raises fails its invariants too, with the exception in the detail. Each result dict says whether the
-spec enforces the invariant for the variant (`enforced`); `passed` is always the truth of the check.
+spec enforces the invariant for the variant (`enforced`): this is the one place that decides it; the
+run record stores it and the summary, gate, report and CLI read the stored field. `passed` is always
+the truth of the check.
 
 The comparisons below are pure functions of explicit inputs (id sets, entries, rows), so tests run
 them on deliberately broken cases without a Locust run.
@@ -58,7 +60,7 @@ class Invariants:
         return decorator
 
     def run(self, context: Any, variant: str) -> list[dict]:
-        """Every check's results as dicts, with `enforced` for this variant."""
+        """Every check's results as dicts, with `enforced` for this variant (decided here, once)."""
         results = [result for check in self.checks for result in run_check(check, context)]
         return [{**r.to_dict(), "enforced": self.declared[r.name].enforced(variant)} for r in results]
 

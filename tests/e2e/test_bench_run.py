@@ -12,6 +12,7 @@ import pytest
 
 from harness import bench
 from harness.modules import get_module
+from harness.record import BenchRun
 from harness.settings import get_settings
 from tests.integration.served import serve
 
@@ -68,5 +69,6 @@ def test_a_floor_that_fails_leaves_the_ratio_unmeasured(stack, tmp_path):
     noop, hit = measured
     assert noop["failed"] > 0 and "not 2xx" in bench.unmeasured_reason({**noop, "error": None})
     assert noop["wrk"]["non_2xx"] > 0 and hit["failed"] == 0
-    run = bench.conclude({"hot_path": SPEC.hot_path.model_dump(), "measurements": measured, "exporter_port": 1})
-    assert run["target"]["status"] == "unmeasured" and run["passed"] is False
+    run = bench.conclude(BenchRun(kind="bench", run_id="r", module=SPEC.id, hot_path=SPEC.hot_path.model_dump(),
+                                  measurements=measured, exporter_port=1))
+    assert run.target["status"] == "unmeasured" and run.passed is False

@@ -14,6 +14,7 @@ from grafana import panels_without_data
 
 from harness import censored, sweep
 from harness.modules import dashboard, get_module, url
+from harness.record import Phase
 from harness.settings import get_settings
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +112,7 @@ def test_sweep_rises_per_variant_and_reports_each_knee(sweep_run):
         assert [p["rate"] for p in mine] == [sweep.rate_at(get_module("scaling_reads").scenario("sweep").sweep
                                                            .model_copy(update={"start_rate": 60}), i)
                                              for i in range(len(mine))]
-        points = [sweep.point_of(p) for p in mine]
+        points = [sweep.point_of(Phase.model_validate(p)) for p in mine]
         knee = run["curves"]["sweep"]["variants"][variant]["knee_rate"]
         assert knee == sweep.knee(points, 100, mine[0]["error_budget"])  # the reported knee is the points' knee
         assert run["summary"]["sweep"][variant]["knee_rate"] == knee

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import gate
+from harness import gate, record
 from harness.modules import get_module, url
 from harness.pids import alive
 from harness.settings import get_settings
@@ -115,7 +115,7 @@ def test_redis_outage_is_played_recorded_and_decided(stack, tmp_path):
     assert [f["phase"] for f in run["faults"]] == [1, 2]
     claims = [c for c in run["claims"] if c["scenario"] == "redis_outage"]
     assert claims and all(c["status"] in ("held", "failed") for c in claims), claims
-    assert (done.returncode == 0) == gate.passed(run)
+    assert (done.returncode == 0) == gate.passed(record.load(run))
     assert Stack(settings).state.get("scaling_reads", {}).get("pid") == target_pid  # no restart of the target
     assert requests.get(f"{url(get_module('scaling_reads'))}/cache_aside/products/1", timeout=5).status_code == 200
     assert "## Faults" in (run_dir / "report.md").read_text() and "fault phase 1: kill redis" in done.stdout

@@ -12,6 +12,7 @@ from statistics import median
 
 from harness import gate
 from harness.claims import Claim
+from harness.record import Run
 
 VARIANTS = ("direct", "cache_aside", "cache_aside_singleflight", "noop")
 T0 = 1795460000.0
@@ -131,7 +132,8 @@ def _invariants(variants) -> list[dict]:
 
 
 def sample_run(variants=VARIANTS, repeat: int = 2, **overrides) -> dict:
-    """A complete run dict; keywords other than variants/repeat replace top-level keys."""
+    """A complete run as run.json holds it (tests edit it, then read it with harness.record.load);
+    keywords other than variants/repeat replace top-level keys."""
     phases = overrides.pop("phases", None) or _phases(variants, repeat)
     summary = overrides.pop("summary", None) or _summary(phases)
     last = phases[-1]["end"] if phases else T0
@@ -147,8 +149,9 @@ def sample_run(variants=VARIANTS, repeat: int = 2, **overrides) -> dict:
         "presentation": PRESENTATION, "phases": phases, "summary": summary, "curves": {}, "faults": [],
         "invariants": _invariants(variants),
     }
-    run["claims"] = gate.verdicts(CLAIMS, summary, phases)
+    typed = Run.model_validate(run)
+    run["claims"] = [c.dump() for c in gate.verdicts(CLAIMS, typed.summary, typed.phases)]
     run.update(overrides)
     if "passed" not in overrides:
-        run["passed"] = gate.passed(run)
+        run["passed"] = gate.passed(Run.model_validate(run))
     return run

@@ -4,6 +4,7 @@ spec's bound, and nothing unmeasured ever counted as met."""
 import pytest
 
 from harness import bench
+from harness.record import BenchRun
 
 HOT = {"fast": "cache_aside", "floor": "noop", "min_ratio": 0.6, "max_load_ratio": 1.1}
 
@@ -19,7 +20,8 @@ def load(which, cpu, rep=1, **kw):
 
 
 def run_of(measurements, exporter_port=19646):
-    return bench.conclude({"hot_path": HOT, "measurements": measurements, "exporter_port": exporter_port})
+    return bench.conclude(BenchRun(kind="bench", run_id="r", module="scaling_reads", hot_path=HOT,
+                                   measurements=measurements, exporter_port=exporter_port))
 
 
 def test_ratios_are_of_medians_and_judged_against_the_spec():
@@ -27,17 +29,17 @@ def test_ratios_are_of_medians_and_judged_against_the_spec():
           target("cache_aside", 5100, 196, 2), target("noop", 9000, 110, 3), target("cache_aside", 4900, 199, 3),
           load("bare", 114), load("harness", 121), load("bare", 115, 2), load("harness", 120, 2)]
     run = run_of(ms)
-    assert run["target"]["medians"] == {"cache_aside": 5000, "noop": 7800}
-    assert run["target"]["ratio"] == pytest.approx(5000 / 7800, abs=1e-3) and run["target"]["status"] == "met"
-    assert run["target"]["cpu_ratio"] == pytest.approx(197 / 128, abs=1e-3)
-    assert run["load"]["ratio"] == pytest.approx(120.5 / 114.5, abs=1e-3) and run["load"]["status"] == "met"
-    assert run["passed"] is True
+    assert run.target["medians"] == {"cache_aside": 5000, "noop": 7800}
+    assert run.target["ratio"] == pytest.approx(5000 / 7800, abs=1e-3) and run.target["status"] == "met"
+    assert run.target["cpu_ratio"] == pytest.approx(197 / 128, abs=1e-3)
+    assert run.load["ratio"] == pytest.approx(120.5 / 114.5, abs=1e-3) and run.load["status"] == "met"
+    assert run.passed is True
 
 
 def test_a_ratio_past_its_bound_is_missed():
     run = run_of([target("noop", 7800, 128), target("cache_aside", 3900, 255), load("bare", 115), load("harness", 133)])
-    assert (run["target"]["status"], run["load"]["status"], run["passed"]) == ("missed", "missed", False)
-    assert run["target"]["ratio"] == pytest.approx(0.5) and run["load"]["ratio"] == pytest.approx(133 / 115, abs=1e-3)
+    assert (run.target["status"], run.load["status"], run.passed) == ("missed", "missed", False)
+    assert run.target["ratio"] == pytest.approx(0.5) and run.load["ratio"] == pytest.approx(133 / 115, abs=1e-3)
 
 
 @pytest.mark.parametrize("broken", [
@@ -49,14 +51,14 @@ def test_a_broken_measurement_makes_its_ratio_unmeasured_never_met(broken):
     ms = [target("noop", 7800, 128), target("cache_aside", 7000, 140, **broken), load("bare", 115),
           load("harness", 116, **broken)]
     run = run_of(ms)
-    assert run["target"]["status"] == "unmeasured" and run["load"]["status"] == "unmeasured"
-    assert "cache_aside rep 1" in run["target"]["reason"] and run["passed"] is False
+    assert run.target["status"] == "unmeasured" and run.load["status"] == "unmeasured"
+    assert "cache_aside rep 1" in run.target["reason"] and run.passed is False
 
 
 def test_a_missing_side_or_exporter_off_is_unmeasured():
     run = run_of([target("noop", 7800, 128), load("bare", 115), load("harness", 116)], exporter_port=0)
-    assert run["target"]["status"] == "unmeasured" and "never measured" in run["target"]["reason"]
-    assert run["load"]["status"] == "unmeasured" and "exporter was off" in run["load"]["reason"]
+    assert run.target["status"] == "unmeasured" and "never measured" in run.target["reason"]
+    assert run.load["status"] == "unmeasured" and "exporter was off" in run.load["reason"]
 
 
 def test_window_arithmetic():
@@ -82,6 +84,6 @@ def test_options_are_checked():
 
 def test_the_verdict_line_says_ratio_medians_bound_and_status():
     run = run_of([target("noop", 7724, 129), target("cache_aside", 5009, 199), load("bare", 114), load("harness", 121)])
-    line = bench.verdict_line("fast path", run["target"])
+    line = bench.verdict_line("fast path", run.target)
     assert line == "fast path: 0.65x (cache_aside 5,009.0 / noop 7,724.0, medians; target >= 0.6): MET"
-    assert bench.verdict_line("load", run_of([])["load"]).endswith("UNMEASURED (a side was never measured)")
+    assert bench.verdict_line("load", run_of([]).load).endswith("UNMEASURED (a side was never measured)")

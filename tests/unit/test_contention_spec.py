@@ -1,7 +1,6 @@
 """The contention spec and the generic parts it added to the contract: line plots (a metric against a
 per-scenario parameter) validated and drawn from run.json alone, and the module's default repetitions."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from pydantic import ValidationError
 
 from harness.modules import get_module
 from harness.plots import write_plots
+from harness.results import load_run
 from harness.spec import LinePlot, ModuleSpec
 
 SPEC = get_module("contention")
@@ -32,8 +32,8 @@ def test_presentation_carries_the_line_plot_and_the_default_repeat_is_the_module
 
 def test_the_reference_run_draws_its_line_plot(tmp_path):
     (run_dir,) = sorted(REFERENCE.iterdir())[-1:]
-    run = json.loads((run_dir / "run.json").read_text())
+    run = load_run(run_dir)
     written = {p.name for p in write_plots(run, tmp_path)}
     assert "lines_1.png" in written and (tmp_path / "lines_1.png").stat().st_size > 10_000
-    del run["presentation"]["line_plots"]  # a run stored before line plots renders without one
+    del run.presentation["line_plots"]  # a run stored before line plots renders without one
     assert "lines_1.png" not in {p.name for p in write_plots(run, tmp_path / "old")}

@@ -5,19 +5,26 @@ import pytest
 from harness import censored, gate
 from harness.claims import Claim
 from harness.faults import FaultSchedule, fault_metrics
+from harness.record import Phase, Run
 from harness.spec import Fault
 from harness.summary import phase_counts, summarize_run, timeline
 
 T = 1_800_000_000
 
 
-def phase(index, variant, requests=1000, failures=0, group="ycsb", errors=None, step=None, faults=()):
+def phase(index, variant, requests=1000, failures=0, group="ycsb", errors=None, step=None, faults=()) -> Phase:
     attempts = requests + failures
-    return {"index": index, "scenario": group.split(".")[0], "group": group, "variant": variant, "repetition": 1,
+    return Phase.model_validate({
+            "index": index, "scenario": group.split(".")[0], "group": group, "variant": variant, "repetition": 1,
             "requests": requests, "failures": failures, "errors": errors or {}, "step": step,
             "failure_ratio": failures / attempts if attempts else None, "error_budget": 0.01,
             "rps": requests / 10, "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0, "max": 4.0},
-            "server": {}, "invariants": [], "faults": list(faults)}
+            "server": {}, "invariants": [], "faults": list(faults)})
+
+
+def run_of(claims, invariants=(), error=None) -> Run:
+    return Run.model_validate({"run_id": "r", "module": "m", "claims": list(claims), "invariants": list(invariants),
+                               **({"error": error} if error else {})})
 
 
 def test_a_phase_over_budget_invalidates_the_claims_that_read_it():
@@ -31,9 +38,9 @@ def test_a_phase_over_budget_invalidates_the_claims_that_read_it():
     claims = [Claim("fast", "s", "rps", "cache_aside", ">=", 0.1, baseline="direct", scenario="ycsb"),
               Claim("direct_fast", "s", "rps", "direct", ">=", 10, scenario="ycsb")]
     verdicts = gate.verdicts(claims, summary, phases)
-    assert [v["status"] for v in verdicts] == ["invalid", "held"]
-    assert "over its 1% error budget" in verdicts[0]["detail"]
-    assert not gate.passed({"claims": verdicts, "invariants": []})
+    assert [v.status for v in verdicts] == ["invalid", "held"]
+    assert "over its 1% error budget" in verdicts[0].detail
+    assert not gate.passed(Run(run_id="r", module="m", claims=verdicts))
 
 
 def test_a_failing_variant_does_not_win_on_throughput():
@@ -59,14 +66,14 @@ def test_a_fault_that_did_not_happen_invalidates():
 
 
 def test_passed_needs_every_claim_measured_and_every_enforced_invariant():
-    held = {"status": "held"}
-    assert gate.passed({"claims": [held, {"status": "not run"}], "invariants": []})
+    held = {"id": "c", "status": "held"}
+    assert gate.passed(run_of([held, {"id": "d", "status": "not run"}]))
     for status in ("failed", "unmeasured", "invalid"):
-        assert not gate.passed({"claims": [held, {"status": status}], "invariants": []})
+        assert not gate.passed(run_of([held, {"id": "d", "status": status}]))
     finding = {"name": "stale_entries", "passed": False, "enforced": False}
-    assert gate.passed({"claims": [held], "invariants": [finding]})  # a finding does not fail the run
-    assert not gate.passed({"claims": [held], "invariants": [{**finding, "enforced": True}]})
-    assert not gate.passed({"claims": [held], "invariants": [], "error": "KeyboardInterrupt"})
+    assert gate.passed(run_of([held], [finding]))  # a finding does not fail the run
+    assert not gate.passed(run_of([held], [{**finding, "enforced": True}]))
+    assert not gate.passed(run_of([held], error="KeyboardInterrupt"))
 
 
 # ---- faults: the schedule, driven by explicit times ------------------------------------------

@@ -6,6 +6,7 @@ from harness import censored, sweep
 from harness.claims import Claim
 from harness.modules import get_module
 from harness.plan import PlanError, make_plan
+from harness.record import Phase
 from harness.spec import Fault, Load, ModuleSpec, Scenario, Sweep, Variant
 
 SWEEP = Sweep(start_rate=100, factor=2, max_steps=4, p99_bound_ms=100, users=50, time_cap_s=60)
@@ -142,10 +143,10 @@ def test_knees_are_censored_at_either_end():
     assert sweep.knee([], 100, 0.01) is None
 
 
-def sweep_phase(index, variant, rate, step, rep=1, p99=10.0, achieved=None):
-    return {"index": index, "scenario": "knee", "group": "knee", "variant": variant, "rate": rate, "step": step,
-            "repetition": rep, "rps": rate if achieved is None else achieved, "latency_ms": {"p99": p99},
-            "dropped": 0, "failure_ratio": 0.0, "error_budget": 0.01, "requests": 100, "failures": 0}
+def sweep_phase(index, variant, rate, step, rep=1, p99=10.0, achieved=None) -> Phase:
+    return Phase(index=index, scenario="knee", group="knee", variant=variant, rate=rate, step=step, repetition=rep,
+                 rps=rate if achieved is None else achieved, latency_ms={"p99": p99}, dropped=0, failure_ratio=0.0,
+                 error_budget=0.01, requests=100, failures=0)
 
 
 def test_curves_take_the_median_knee_over_passes():

@@ -1,10 +1,11 @@
+import copy
 import io
 import re
 
 from rich.console import Console
 from sample_run import sample_run
 
-from harness import censored, report
+from harness import censored, record, report
 from harness.presentation import fmt, main_group
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -17,6 +18,11 @@ def text_of(renderable) -> str:
     return console.file.getvalue()
 
 
+def typed(run: dict) -> record.Run:
+    """The test's run.json content as the report reads it: through the one loader."""
+    return record.load(copy.deepcopy(run))
+
+
 def all_held(run: dict) -> dict:
     run["claims"] = [c for c in run["claims"] if c["status"] in ("held", "not run")]
     run["passed"] = True
@@ -25,7 +31,7 @@ def all_held(run: dict) -> dict:
 
 def test_render_writes_reports_and_pngs(tmp_path):
     (tmp_path / "run.json").write_text("{}")
-    paths = report.render(sample_run(), tmp_path)
+    paths = report.render(typed(sample_run()), tmp_path)
 
     assert {p.name for p in paths} == PLOTS | {"report.md", "report.html"}
     assert all(p.exists() and p.parent.is_relative_to(tmp_path) for p in paths)
@@ -39,14 +45,14 @@ def test_render_is_deterministic(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
-    report.render(sample_run(), first)
-    report.render(sample_run(), second)
+    report.render(typed(sample_run()), first)
+    report.render(typed(sample_run()), second)
     for name in ("report.md", "report.html", "plots/throughput.png"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_html_is_self_contained(tmp_path):
-    report.render(sample_run(), tmp_path)
+    report.render(typed(sample_run()), tmp_path)
     page = (tmp_path / "report.html").read_text()
 
     assert page.count('src="data:image/png;base64,') == len(PLOTS)
@@ -58,7 +64,7 @@ def test_html_is_self_contained(tmp_path):
 
 def test_markdown_has_claims_ratio_and_failed_verdict(tmp_path):
     run = sample_run()
-    report.render(run, tmp_path)
+    report.render(typed(run), tmp_path)
     md = (tmp_path / "report.md").read_text()
 
     for claim in run["claims"]:
@@ -73,7 +79,7 @@ def test_markdown_has_claims_ratio_and_failed_verdict(tmp_path):
 
 
 def test_markdown_passed_when_all_claims_hold(tmp_path):
-    report.render(all_held(sample_run()), tmp_path)
+    report.render(typed(all_held(sample_run())), tmp_path)
     md = (tmp_path / "report.md").read_text()
 
     assert "**PASSED: claims 3 held, 1 not run" in md
@@ -81,7 +87,7 @@ def test_markdown_passed_when_all_claims_hold(tmp_path):
 
 
 def test_columns_come_from_the_presentation(tmp_path):
-    report.render(sample_run(), tmp_path)
+    report.render(typed(sample_run()), tmp_path)
     md = (tmp_path / "report.md").read_text()
     ycsb = md.split("## Summary: ycsb")[1].split("##")[0]
     stampede = md.split("## Summary: stampede")[1].split("##")[0]
@@ -95,21 +101,21 @@ def test_columns_come_from_the_presentation(tmp_path):
 def test_a_run_without_presentation_gets_generic_columns_and_plots(tmp_path):
     run = sample_run()
     del run["presentation"]
-    paths = report.render(run, tmp_path)
+    paths = report.render(typed(run), tmp_path)
     md = (tmp_path / "report.md").read_text()
 
     assert "bars_hit_ratio.png" not in {p.name for p in paths}
     ycsb = md.split("## Summary: ycsb")[1].split("##")[0]
     assert "| variant | rps | p50 ms |" in ycsb and "hit ratio" not in ycsb and "server CPU ms/req" in ycsb
-    assert main_group(run)[0] == "ycsb"  # no main scenario: the first group
+    assert main_group(typed(run))[0] == "ycsb"  # no main scenario: the first group
 
 
 def test_presentation_picks_the_main_group_and_the_bar_plots(tmp_path):
     run = sample_run()
     run["presentation"] = {**run["presentation"], "main_scenario": "stampede",
                            "bar_plots": [["db_queries_per_expiry", "DB queries/expiry", "num"]]}
-    paths = report.render(run, tmp_path)
-    assert main_group(run)[0] == "stampede"
+    paths = report.render(typed(run), tmp_path)
+    assert main_group(typed(run))[0] == "stampede"
     assert {p.name for p in paths} >= {"bars_db_queries_per_expiry.png"}
     assert "bars_hit_ratio.png" not in {p.name for p in paths}
 
@@ -120,7 +126,7 @@ def test_over_budget_phases_and_failure_reasons_are_named(tmp_path):
     phase.update(failures=25_000, failure_ratio=0.5, errors={"503": 24_000, "ConnectionError": 1_000},
                  over_budget=True)
     run = sample_run(phases=run["phases"])
-    report.render(run, tmp_path)
+    report.render(typed(run), tmp_path)
     md = (tmp_path / "report.md").read_text()
 
     assert "| invalid | cache_throughput |" in md
@@ -136,19 +142,19 @@ def test_faults_are_listed_and_shaded(tmp_path):
     start = run["phases"][0]["measured_start"]
     run["phases"][0]["faults"] = [{"service": "redis", "action": "kill", "planned_at_s": 6, "duration_s": 5,
                                    "begin": start + 6.1, "end": start + 11.4, "error": None}]
-    report.render(run, tmp_path)
+    report.render(typed(run), tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "## Faults" in md and "| 1 | redis | kill | 6 | 6.1 | 5.3 |  |" in md
     plain = tmp_path / "plain"
     plain.mkdir()
-    report.render(sample_run(variants=["cache_aside"], repeat=1), plain)
+    report.render(typed(sample_run(variants=["cache_aside"], repeat=1)), plain)
     assert (plain / "plots/throughput.png").read_bytes() != (tmp_path / "plots/throughput.png").read_bytes()
 
 
 def test_html_escapes_claim_sentence(tmp_path):
     run = sample_run()
     run["claims"][0]["sentence"] = "Caches <script>alert(1)</script> & win"
-    report.render(run, tmp_path)
+    report.render(typed(run), tmp_path)
     page = (tmp_path / "report.html").read_text()
 
     assert "<script>" not in page
@@ -158,7 +164,7 @@ def test_html_escapes_claim_sentence(tmp_path):
 def test_single_variant_single_phase_renders(tmp_path):
     run = sample_run(variants=["direct"], repeat=1)
     assert len(run["phases"]) == 1
-    paths = report.render(run, tmp_path)
+    paths = report.render(typed(run), tmp_path)
 
     assert "bars_hit_ratio.png" not in {p.name for p in paths}
     assert len(paths) == 5
@@ -178,7 +184,7 @@ def test_none_server_metrics_still_render(tmp_path):
                         "load_cpu_us_per_request", "p999_ms"):
                 metrics[key] = None
         variants[next(iter(variants))].pop("percentiles")
-    paths = report.render(run, tmp_path)
+    paths = report.render(typed(run), tmp_path)
 
     assert "bars_hit_ratio.png" not in {p.name for p in paths}
     md = (tmp_path / "report.md").read_text()
@@ -186,7 +192,7 @@ def test_none_server_metrics_still_render(tmp_path):
 
 
 def test_empty_run_renders(tmp_path):
-    paths = report.render({"run_id": "x", "module": "scaling_reads"}, tmp_path)
+    paths = report.render(typed({"run_id": "x", "module": "scaling_reads"}), tmp_path)
     assert len(paths) == 5
     assert "None recorded." in (tmp_path / "report.md").read_text()
 
@@ -213,7 +219,7 @@ def test_sweep_curves_plot_and_knee_table(tmp_path):
         "cache_aside": {"points": points[:2], "passes": [censored.ge(200)], "knee_rate": censored.ge(200)}}}}
     run = sample_run(curves=curves)
     run["summary"]["sweep"] = {"direct": {"knee_rate": 200}, "cache_aside": {"knee_rate": censored.ge(200)}}
-    paths = report.render(run, tmp_path)
+    paths = report.render(typed(run), tmp_path)
     assert tmp_path / "plots" / "latency_vs_throughput.png" in paths
     assert (tmp_path / "plots" / "latency_vs_throughput.png").read_bytes()[:8] == PNG_MAGIC
     md = (tmp_path / "report.md").read_text()
@@ -223,7 +229,7 @@ def test_sweep_curves_plot_and_knee_table(tmp_path):
     assert "| direct | 200 | 199 | 60 | 0.0% | 0 | 1/1 | knee |" in md
     assert "| cache_aside | 200 | 199 | 60 | 0.0% | 0 | 1/1 | held every rate tried |" in md
     assert "| cache_aside | >= 200 |" in md.split("## Summary: sweep")[1]
-    assert main_group(run)[0] == "ycsb"  # a swept group is never the plots' main one
+    assert main_group(typed(run))[0] == "ycsb"  # a swept group is never the plots' main one
 
 
 def compare_pair() -> tuple[dict, dict]:
@@ -237,7 +243,7 @@ def compare_pair() -> tuple[dict, dict]:
 
 def test_compare_markdown_shows_change():
     a, b = compare_pair()
-    md = report.compare_markdown(a, b)
+    md = report.compare_markdown(typed(a), typed(b))
 
     assert "A 20261123T191500Z" in md and "B 20261124T080000Z" in md
     assert "| ycsb | direct | rps | 600 | 660 | +10.0% |" in md
@@ -249,7 +255,7 @@ def test_compare_markdown_shows_change():
 
 def test_compare_table_shows_change():
     a, b = compare_pair()
-    out = text_of(report.compare_table(a, b))
+    out = text_of(report.compare_table(typed(a), typed(b)))
 
     assert "20261123T191500Z" in out and "20261124T080000Z" in out
     assert re.search(r"direct\s+│ rps\s+│\s+600 │\s+660 │\s+\+10\.0% │", out)
@@ -258,7 +264,7 @@ def test_compare_table_shows_change():
 
 def test_verdict_table_has_a_row_per_claim():
     run = sample_run()
-    table = report.verdict_table(run)
+    table = report.verdict_table(typed(run))
     out = text_of(table)
 
     assert table.row_count == len(run["claims"])
@@ -271,9 +277,9 @@ def test_verdict_table_has_a_row_per_claim():
 
 def test_summary_table_per_group():
     run = sample_run()
-    out = text_of(report.summary_table(run, "stampede"))
+    out = text_of(report.summary_table(typed(run), "stampede"))
 
-    assert report.summary_table(run, "stampede").row_count == 2
+    assert report.summary_table(typed(run), "stampede").row_count == 2
     assert "DB queries/expiry" in out and "9.5" in out and "noop" not in out
-    assert report.summary_table(run).row_count == 4
+    assert report.summary_table(typed(run)).row_count == 4
 
