@@ -132,8 +132,10 @@ def render_services(specs: Iterable[ModuleSpec]) -> list[str]:
 
 
 def render_target_urls(specs: Iterable[ModuleSpec]) -> list[str]:
-    """The load side's HARNESS_TARGET_URLS: every target by its compose service name."""
-    urls = {spec.id: f"http://{spec.id}:{spec.port}" for spec in specs}
+    """The load side's HARNESS_TARGET_URLS: every target, and every process with a port (the load side
+    sets a scenario's knobs there), by its compose service name."""
+    urls = {name: f"http://{name}:{port}" for spec in specs
+            for name, port in ((spec.id, spec.port), *((p.name, p.port) for p in spec.processes if p.port))}
     return [f"  HARNESS_TARGET_URLS: '{json.dumps(urls)}'"]
 
 
