@@ -128,7 +128,7 @@ def module_env(settings: Settings) -> dict[str, str]:
 
 def _target_service(module: ModuleSpec) -> Service:
     def command(settings: Settings, data_dir: Path) -> list[str]:
-        require_project_file(settings, f"targets/{module.id}/app.py")
+        require_project_file(settings, f"targets/{module.id}/__init__.py")
         return [sys.executable, "-m", "uvicorn", module.target_app, "--app-dir", str(settings.project_dir),
                 "--host", settings.bind, "--port", str(settings.module_port(module.port)),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]

@@ -12,7 +12,7 @@ reaches them too. FastAPI publishes the routes at /openapi.json and validates ev
 pydantic: bad input is a 4xx `{"error": "..."}` with a message, never a 500. A resource adds its own
 exception handlers (Postgres: inputs the database rejects are a 422, a database gone a 503).
 
-Each module is a package, `targets/<id>/`: `app.py` builds the app (`targets.<id>:app`), `settings.py`
+Each module is a package, `targets/<id>/`: `main.py` builds the app (`targets.<id>:app`), `settings.py`
 is its one settings class (HARNESS_<ID>_*, read by the harness's spec too), `metrics.py` its own metrics;
 the rest (variants, store, cache, side processes) as the module needs. This file holds only what every
 target uses; it imports no store client (a target without PostgreSQL never loads psycopg).

@@ -1,4 +1,4 @@
-"""Dealing with Contention's six ways to claim one unit of a hot seat row; see app.py.
+"""Dealing with Contention's six ways to claim one unit of a hot seat row; see main.py.
 
 A little over 300 lines on purpose: the six variants stay in one file so they read side by side.
 

@@ -1,15 +1,15 @@
 """The realtime target: `targets.realtime:app` for uvicorn, the Dockerfile and the stack.
 
 `app` is built on first access (PEP 562), so importing `targets.realtime.settings` (the harness's spec
-does) imports neither FastAPI nor the target's stores. Once built, the package's `app` is the ASGI
-app, not the submodule `app.py` (import from `targets.realtime.app`: tests build their own with its `build`).
+does) imports neither FastAPI nor the target's stores. The app is built in `main.py` (not `app.py`:
+importing a submodule named `app` would bind the package's `app` to that submodule); tests build
+their own with `targets.realtime.main.build`.
 """
 
 
 def __getattr__(name: str):
     if name == "app":
-        from targets.realtime.app import app
+        from targets.realtime.main import app
 
-        globals()["app"] = app  # importing the submodule bound its name here: the app takes it back
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """Scaling Reads' variants, one class per read strategy behind one interface (`read`, `add_review`,
-`set_price`); the cached ones also `expire` and `flush`. See targets/scaling_reads/app.py for what each
+`set_price`); the cached ones also `expire` and `flush`. See targets/scaling_reads/main.py for what each
 stands for, the key scheme and what happens when Redis is gone.
 """
 

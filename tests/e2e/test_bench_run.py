@@ -55,7 +55,7 @@ def test_a_floor_that_fails_leaves_the_ratio_unmeasured(stack, tmp_path):
     """Every second request to noop answers 503 (the targets' test-only failure switch): wrk and the
     target's counters both see it, and the verdict is unmeasured, never met."""
     from targets.common import TargetSettings
-    from targets.scaling_reads.app import build
+    from targets.scaling_reads.main import build
 
     settings = get_settings()
     failing = TargetSettings(pg_dsn=settings.pg_dsn, redis_url=settings.redis_url, target_fail_variant="noop",

@@ -98,7 +98,7 @@ def test_optimistic_retry_exhaustion_is_a_409(stack):
     """A target allowed no retry: among simultaneous claims on one stock row the conflicts give up at once,
     with a 409 gave_up that wrote nothing."""
     from targets.common import TargetSettings
-    from targets.contention.app import build
+    from targets.contention.main import build
     from targets.contention.settings import Settings
 
     settings = get_settings()

@@ -40,7 +40,7 @@ class Gate:
 @pytest.fixture(scope="module")
 def gated(stack):
     from targets.common import TargetSettings
-    from targets.scaling_reads.app import build
+    from targets.scaling_reads.main import build
     from targets.scaling_reads.settings import Settings
 
     settings = get_settings()

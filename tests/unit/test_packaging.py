@@ -37,7 +37,7 @@ def test_the_wheel_carries_every_part_of_a_run(wheel):
     names = set(wheel.namelist())
     for path in ("harness/cli.py", "harness/modules/scaling_reads.py", "harness/loadgen/plugin.py",
                  "harness/bench_bare.py", "locustfiles/scaling_reads.py", "targets/common.py",
-                 "targets/scaling_reads/__init__.py", "targets/scaling_reads/app.py",
+                 "targets/scaling_reads/__init__.py", "targets/scaling_reads/main.py",
                  "dashboards/scaling_reads.json", "dashboards/prometheus/prometheus.yml",
                  "dashboards/grafana/datasources/prometheus.yml", "dashboards/grafana/dashboards/provider.yml"):
         assert path in names, f"{path} is not in the wheel"
@@ -49,7 +49,7 @@ def test_every_module_ships_its_target_locustfile_and_dashboard(wheel):
     names = set(wheel.namelist())
     for module_id in modules():
         for path in (f"harness/modules/{module_id}.py", f"targets/{module_id}/__init__.py",
-                     f"targets/{module_id}/app.py", f"targets/{module_id}/settings.py",
+                     f"targets/{module_id}/main.py", f"targets/{module_id}/settings.py",
                      f"locustfiles/{module_id}.py", f"dashboards/{module_id}.json"):
             assert path in names, f"{path} is not in the wheel"
 

@@ -73,5 +73,5 @@ def test_a_project_dir_without_the_modules_files_is_a_clear_error(tmp_path):
     with pytest.raises(StackError, match=r"locustfiles/scaling_reads.py not found: .*HARNESS_PROJECT_DIR"):
         require_project_file(settings, "locustfiles/scaling_reads.py")
     for spec in modules().values():
-        with pytest.raises(StackError, match=f"targets/{spec.id}/app.py not found"):
+        with pytest.raises(StackError, match=f"targets/{spec.id}/__init__.py not found"):
             SERVICES[spec.id].command(settings, tmp_path / spec.id)

@@ -25,7 +25,7 @@ import importlib, json, sys
 module_id = sys.argv[1]
 importlib.import_module(f"targets.{module_id}.settings")
 after_settings = sorted(name for name in sys.modules if name.split(".")[0] in HEAVY or
-                        name == f"targets.{module_id}.app")
+                        name == f"targets.{module_id}.main")
 package = importlib.import_module(f"targets.{module_id}")
 app = getattr(package, "app")
 assert getattr(package, "app") is app, "a second look-up (uvicorn makes one) found another object"
