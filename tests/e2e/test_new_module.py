@@ -39,6 +39,11 @@ def guide_files() -> dict[str, str]:
     return files
 
 
+def target_urls(line: str) -> dict:
+    """The JSON of compose's `  HARNESS_TARGET_URLS: '{...}'` line."""
+    return json.loads(line.split(": ", 1)[1].strip("'"))
+
+
 def git(project: Path, *args: str) -> str:
     done = subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True, check=True)
     return done.stdout
@@ -102,9 +107,9 @@ def test_a_new_module_touches_only_its_own_files_and_the_generated_blocks(projec
     removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
     # one line is rewritten, not removed: the JSON of HARNESS_TARGET_URLS, which gains the new target
     assert all(line.startswith("  HARNESS_TARGET_URLS: ") for line in removed), f"generating removed lines: {removed}"
-    urls = [json.loads(line.split(": ", 1)[1].strip("'")) for line in removed]
-    (now,) = [json.loads(line.split(": ", 1)[1].strip("'"))
-              for line in (project / "compose.yaml").read_text().splitlines() if line.startswith("  HARNESS_TARGET_URLS: ")]
+    urls = [target_urls(line) for line in removed]
+    (now,) = [target_urls(line) for line in (project / "compose.yaml").read_text().splitlines()
+              if line.startswith("  HARNESS_TARGET_URLS: ")]
     assert all(old.items() <= now.items() for old in urls) and now.get("hello") == "http://hello:18199", now
     assert "hello:18199" in (project / "dashboards/prometheus/prometheus.yml").read_text()
     assert "\n  hello:\n" in (project / "compose.yaml").read_text()
