@@ -71,17 +71,10 @@ class Fault(Record):
     error: str | None = None
 
 
-class RunFault(Record):
-    """A fault at run level: which phase played it, then the phase's record of it."""
+class RunFault(Fault):
+    """A fault at run level: the phase's record of it, and which phase played it."""
 
     phase: int
-    service: str
-    action: str
-    planned_at_s: Number | None = None
-    duration_s: Number | None = None
-    begin: Number | None = None
-    end: Number | None = None
-    error: str | None = None
 
 
 class InvariantResult(Record):

@@ -1,15 +1,6 @@
-"""The contention target: `targets.contention:app` for uvicorn, the Dockerfile and the stack.
+"""The contention target: `targets.contention:app`, built by `main.py` on first access (targets/lazy.py), so
+importing `targets.contention.settings` loads neither FastAPI nor the target's stores."""
 
-`app` is built on first access (PEP 562), so importing `targets.contention.settings` (the harness's spec
-does) imports neither FastAPI nor the target's stores. The app is built in `main.py` (not `app.py`:
-importing a submodule named `app` would bind the package's `app` to that submodule); tests build
-their own with `targets.contention.main.build`.
-"""
+from targets.lazy import app_attribute
 
-
-def __getattr__(name: str):
-    if name == "app":
-        from targets.contention.main import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = app_attribute(__name__)
