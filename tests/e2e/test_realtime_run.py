@@ -21,7 +21,7 @@ SPEC = get_module("realtime")
 def short_run(stack, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "realtime", "--scenarios", "steady",
-                           "restart", "--duration", "10", "--warmup", "3", "--users", "20", "--no-fail"],
+                           "restart", "--duration", "8", "--warmup", "2", "--users", "20", "--no-fail"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HARNESS_RESULTS_DIR": str(results)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -187,7 +187,7 @@ def test_with_postgres_killed_only_queued_acknowledges_and_nothing_acknowledged_
     base, sent, acknowledged, statuses = target_urls["scaling_writes"], set(), set(), {}
     stack.fault_begin("postgres", "kill")
     try:
-        for variant in ("direct", "batched", "queued") * 5:
+        for variant in ("direct", "batched", "queued") * 2:  # each refused write waits out the pool's timeout
             event = {"id": str(uuid.uuid4()), "tag": tag, "short_code": "abc", "url": "https://e.com/",
                      "user_agent": "a", "clicked_at": time.time()}
             sent.add(event["id"])
@@ -202,4 +202,4 @@ def test_with_postgres_killed_only_queued_acknowledges_and_nothing_acknowledged_
     with psycopg.connect(get_settings().pg_dsn, autocommit=True) as fresh:
         results = {r.name: r.value for r in checks().check_events(fresh, tag, sent, acknowledged)}
     assert results == {"lost_events": 0, "duplicate_events": 0, "phantom_events": 0}
-    assert len(acknowledged) == 5
+    assert len(acknowledged) == 2
