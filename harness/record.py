@@ -160,7 +160,8 @@ class VariantSummary(Record):
 
 
 class ClaimVerdict(Record):
-    """harness.claims.Verdict as stored; `status` may be an older run's pass/fail/skipped."""
+    """harness.claims.Verdict as stored; `status` may be an older run's pass/fail/skipped. `demonstration`
+    says why a verdict is no evidence (empty for a claim, and in runs stored before demonstrations)."""
 
     id: str
     sentence: str = ""
@@ -172,6 +173,7 @@ class ClaimVerdict(Record):
     ratio: Value = None
     threshold: Number | None = None
     detail: str | None = ""
+    demonstration: str = ""
 
 
 class InvariantRow(Record):
