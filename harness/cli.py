@@ -247,7 +247,8 @@ def _describe(spec, scenario) -> str:
         parts.append(f"sweep from {s.start_rate:g}/s x{s.factor:g} until p99 > {s.p99_bound_ms:g} ms "
                      f"(at most {s.max_steps} steps, {s.time_cap_s:g} s a pass)")
     parts += [f"fault {f.action} {f.service} at {f.at_s:g} s for {f.duration_s:g} s" for f in scenario.faults]
-    parts.append(f"error budget {scenario.error_budget:.0%}")
+    own = ", ".join(f"{variant} {budget:.0%}" for variant, budget in scenario.error_budgets.items())
+    parts.append(f"error budget {scenario.error_budget:.0%}{f' ({own})' if own else ''}")
     if scenario.name in spec.default_scenarios:
         parts.append("default")
     return "; ".join(parts)
