@@ -10,6 +10,14 @@ A verdict is one of:
   decide it; this fails the run, since a gate must not pass on what it did not measure;
 - not run: its scenario, or one of its variants, was not part of this run; does not fail it;
 - invalid: a phase it reads was over its error budget (or its fault did not happen); fails the run.
+
+A claim can compare two ratios: with `against`, "pattern p99_ms / naive p99_ms >= 1 x pattern p50_ms /
+naive p50_ms" (the tail improves least). Its sentence states its threshold in words (`threshold_phrase`:
+"at most 0.75x", "at least 0.99", "exactly 0"), and the spec test holds every sentence to it.
+
+A claim that restates an enforced invariant or holds by construction is a demonstration (`demonstration`
+says why): checked like any claim, counted apart, never evidence for the pattern; a failed one still fails
+the run, since then the harness or the target is broken.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ STATUSES = (HELD, FAILED, UNMEASURED, NOT_RUN, INVALID)
 FAILING = frozenset({FAILED, UNMEASURED, INVALID})
 
 
+OP_WORDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "more than", "==": "exactly"}
+
+
 @dataclass(frozen=True)
 class Claim:
     id: str
@@ -35,18 +46,32 @@ class Claim:
     threshold: float
     baseline: str | None = None
     scenario: str = "default"  # the summary group: "<scenario>" or "<scenario>.<load>"
+    against: str | None = None  # a second metric: metric's ratio to the baseline is compared with this one's
+    demonstration: str = ""  # why it is no evidence (restates an enforced invariant, holds by construction)
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise ValueError(f"claim {self.id}: op must be one of {', '.join(OPERATORS)}, got {self.op!r}")
         if self.baseline is not None and self.threshold <= 0:
             raise ValueError(f"claim {self.id}: a comparative threshold must be > 0, got {self.threshold}")
+        if self.against is not None and self.baseline is None:
+            raise ValueError(f"claim {self.id}: `against` compares two ratios to a baseline; name the baseline")
 
     @property
     def expression(self) -> str:
         if self.baseline is None:
             return f"{self.variant} {self.metric} {self.op} {self.threshold:g}"
+        if self.against is not None:
+            return (f"{self.variant} {self.metric} / {self.baseline} {self.metric} {self.op} {self.threshold:g} x "
+                    f"{self.variant} {self.against} / {self.baseline} {self.against}")
         return f"{self.variant} {self.metric} {self.op} {self.threshold:g} x {self.baseline} {self.metric}"
+
+    @property
+    def threshold_phrase(self) -> str:
+        """The operator and threshold as the sentence must say them: "at most 0.75x", "at least 1,000"."""
+        t = self.threshold
+        number = f"{int(t):,}" if float(t).is_integer() else f"{t:g}"
+        return f"{OP_WORDS[self.op]} {number}{'x' if self.baseline is not None else ''}"
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -65,6 +90,7 @@ class Verdict:
     ratio: float | dict | None
     threshold: float
     detail: str
+    demonstration: str = ""  # why this is no evidence; empty for a claim
 
     @property
     def passed(self) -> bool:
@@ -78,6 +104,25 @@ def _show(value) -> str:
     return censored.describe(value)
 
 
+def _ratio(group: dict, claim: Claim, metric: str):
+    """(measured, baseline, ratio interval) of `variant metric / baseline metric`, or (.., .., why not)."""
+    measured, base = group[claim.variant].get(metric), group[claim.baseline].get(metric)
+    span, base_span = censored.interval(measured), censored.interval(base)
+    if span is None:
+        return measured, base, f"{claim.variant} {metric} has no value in {claim.scenario}"
+    if base_span is None:
+        return measured, base, f"{claim.baseline} {metric} has no value in {claim.scenario}"
+    ratio = censored.ratio(span, base_span)
+    if ratio is None:
+        return measured, base, (f"{claim.variant} {metric} {_show(measured)} / {claim.baseline} {_show(base)}: "
+                                "0/0 is no ratio")
+    return measured, base, ratio
+
+
+def _ratio_text(span: censored.Interval) -> str:
+    return censored.describe(censored.value_of(span), lambda v: f"{v:.3g}")
+
+
 def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> Verdict:
     """Check one claim against a run summary {group: {variant: {metric: value}}}.
 
@@ -86,7 +131,14 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
 
     def verdict(status: str, detail: str, measured=None, baseline=None, ratio=None) -> Verdict:
         return Verdict(claim.id, claim.sentence, claim.expression, claim.scenario, status, measured, baseline,
-                       ratio, claim.threshold, detail)
+                       ratio, claim.threshold, detail, claim.demonstration)
+
+    def decided(span: censored.Interval, detail: str, measured, baseline=None, ratio=None) -> Verdict:
+        held = censored.decide(span, claim.op, claim.threshold)
+        if held is None:
+            bounds = "the bound does" if claim.baseline is None else "the bounds do"
+            return verdict(UNMEASURED, f"{detail}: {bounds} not decide it", measured, baseline, ratio)
+        return verdict(HELD if held else FAILED, detail, measured, baseline, ratio)
 
     group = summary.get(claim.scenario)
     if group is None:
@@ -97,32 +149,33 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     reasons = [r for v in claim.variants for r in (invalid or {}).get((claim.scenario, v), [])]
     if reasons:
         return verdict(INVALID, "; ".join(reasons))
-    measured = group[claim.variant].get(claim.metric)
-    span = censored.interval(measured)
-    if span is None:
-        return verdict(UNMEASURED, f"{claim.variant} {claim.metric} has no value in {claim.scenario}")
     needs = f"needs {claim.op} {claim.threshold:g}"
     if claim.baseline is None:
-        decided = censored.decide(span, claim.op, claim.threshold)
-        detail = f"{claim.variant} {claim.metric} = {_show(measured)} ({needs})"
-        if decided is None:
-            return verdict(UNMEASURED, f"{detail}: the bound does not decide it", measured)
-        return verdict(HELD if decided else FAILED, detail, measured)
-    base = group[claim.baseline].get(claim.metric)
-    base_span = censored.interval(base)
-    if base_span is None:
-        return verdict(UNMEASURED, f"{claim.baseline} {claim.metric} has no value in {claim.scenario}", measured)
-    ratio_span = censored.ratio(span, base_span)
-    if ratio_span is None:
-        return verdict(UNMEASURED, f"{claim.variant} {claim.metric} {_show(measured)} / {claim.baseline} "
-                                   f"{_show(base)}: 0/0 is no ratio", measured, base)
-    ratio = censored.value_of(ratio_span)
-    detail = (f"{claim.variant} {claim.metric} {_show(measured)} = {censored.describe(ratio, lambda v: f'{v:.3g}')} x "
-              f"{claim.baseline} {_show(base)} ({needs}x)")
-    decided = censored.decide(ratio_span, claim.op, claim.threshold)
-    if decided is None:
-        return verdict(UNMEASURED, f"{detail}: the bounds do not decide it", measured, base, ratio)
-    return verdict(HELD if decided else FAILED, detail, measured, base, ratio)
+        measured = group[claim.variant].get(claim.metric)
+        span = censored.interval(measured)
+        if span is None:
+            return verdict(UNMEASURED, f"{claim.variant} {claim.metric} has no value in {claim.scenario}")
+        return decided(span, f"{claim.variant} {claim.metric} = {_show(measured)} ({needs})", measured)
+    measured, base, ratio_span = _ratio(group, claim, claim.metric)
+    if isinstance(ratio_span, str):
+        return verdict(UNMEASURED, ratio_span, measured, base)
+    first = (f"{claim.variant} {claim.metric} {_show(measured)} = {_ratio_text(ratio_span)} x {claim.baseline} "
+             f"{_show(base)}")
+    if claim.against is None:
+        return decided(ratio_span, f"{first} ({needs}x)", measured, base, censored.value_of(ratio_span))
+    # two ratios: measured is the metric's ratio, baseline the other metric's, ratio the one over the other
+    _, _, other_span = _ratio(group, claim, claim.against)
+    first_ratio = censored.value_of(ratio_span)
+    if isinstance(other_span, str):
+        return verdict(UNMEASURED, f"{first}; {other_span}", first_ratio)
+    second_ratio = censored.value_of(other_span)
+    both = censored.ratio(ratio_span, other_span)
+    second = (f"{claim.variant} {claim.against} {_show(group[claim.variant].get(claim.against))} = "
+              f"{_ratio_text(other_span)} x {claim.baseline} {_show(group[claim.baseline].get(claim.against))}")
+    if both is None:
+        return verdict(UNMEASURED, f"{first}; {second}: 0/0 is no ratio", first_ratio, second_ratio)
+    detail = f"{first}; {second}; the first ratio is {_ratio_text(both)} x the second ({needs}x)"
+    return decided(both, detail, first_ratio, second_ratio, censored.value_of(both))
 
 
 def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> list[Verdict]:

@@ -122,11 +122,13 @@ INVARIANT_MARKS = {"held": "[green]ok[/]", "violated": "[red]VIOLATED[/]",
 
 
 def _print_run(run, run_dir: Path) -> None:
-    from harness import report
+    from harness import gate, report
 
     for group in run.summary:
         console.print(report.summary_table(run, group))
     console.print(report.verdict_table(run))
+    if any(c.demonstration for c in run.claims):
+        console.print(report.verdict_table(run, demonstrations=True))
     for inv in run.invariants:
         console.print(f"invariant {inv.name} {inv.scenario}/{inv.variant}: {inv.value} "
                       f"(expected {inv.expected}) {INVARIANT_MARKS[inv.status]}")
@@ -134,7 +136,8 @@ def _print_run(run, run_dir: Path) -> None:
         console.print(f"fault phase {fault.phase}: {fault.action} {fault.service} from {fault.begin} to "
                       f"{fault.end} (epoch s){'; ' + fault.error if fault.error else ''}")
     verdict = "[bold green]PASSED[/]" if run.passed else "[bold red]FAILED[/]"
-    console.print(f"{verdict}  report: {run_dir / 'report.html'}  ({run_dir / 'report.md'})")
+    console.print(f"{verdict}  {escape(gate.tally(run))}")
+    console.print(f"report: {run_dir / 'report.html'}  ({run_dir / 'report.md'})")
 
 
 def cmd_bench(args) -> int:
@@ -210,7 +213,8 @@ def cmd_list(args) -> int:
             if scenario.description:
                 console.print(f"           {'':<26} {escape(scenario.description)}")
         for claim in spec.claims:
-            console.print(f"  claim    {claim.id:<26} \\[{claim.scenario}] {claim.expression}")
+            kind = "demo    " if claim.demonstration else "claim   "
+            console.print(f"  {kind} {claim.id:<26} \\[{claim.scenario}] {claim.expression}")
             console.print(f"           {'':<26} {escape(claim.sentence)}")
     for exc in broken.values():
         console.print(f"[red]error:[/] {escape(str(exc))}")
@@ -244,7 +248,8 @@ def _describe(spec, scenario) -> str:
                      f"(at most {s.max_steps} steps, {s.time_cap_s:g} s a pass)")
     parts += [f"fault {f.action} {f.service} at {f.at_s:g} s for {f.duration_s:g} s" for f in scenario.faults]
     parts += [f"knob {k.service}.{k.name}={k.value}" for k in scenario.knobs]
-    parts.append(f"error budget {scenario.error_budget:.0%}")
+    own = ", ".join(f"{variant} {budget:.0%}" for variant, budget in scenario.error_budgets.items())
+    parts.append(f"error budget {scenario.error_budget:.0%}{f' ({own})' if own else ''}")
     if scenario.name in spec.default_scenarios:
         parts.append("default")
     return "; ".join(parts)

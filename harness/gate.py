@@ -5,12 +5,16 @@ claim that reads its (group, variant) `invalid`, and the report says which phase
 sweep, failures under overload are how a rate breaks (harness/sweep.py), so they do not invalidate.
 A run passes when no claim failed, is unmeasured or invalid, every enforced invariant held, and
 nothing broke the run itself. An invariant a variant does not claim (a naive baseline) is a
-finding: reported, never failing the run.
+finding: reported, never failing the run. A demonstration (a claim that restates an enforced invariant
+or holds by construction) is counted apart from the claims: held, it is no evidence for the pattern;
+failed, unmeasured or invalid, it fails the run like a claim, since the harness or the target is broken.
 """
 
 from __future__ import annotations
 
-from harness.claims import FAILING, check_all
+from collections import Counter
+
+from harness.claims import FAILING, STATUSES, check_all
 from harness.faults import done
 from harness.record import ClaimVerdict, Phase, Run, VariantSummary
 
@@ -52,3 +56,21 @@ def passed(run: Run) -> bool:
     claims_ok = all(c.status not in FAILING for c in run.claims)
     invariants_ok = all(i.passed or not i.enforced for i in run.invariants)
     return claims_ok and invariants_ok and not run.error
+
+
+def tally(run: Run) -> str:
+    """The run's counts, claims, invariants and demonstrations apart: "claims 9 held, 2 not run;
+    30/30 invariants held; demonstrations 3 held" (no demonstrations part when there are none)."""
+
+    def statuses(verdicts) -> str:
+        counts = Counter(v.status for v in verdicts)
+        return ", ".join(f"{counts[s]} {s}" for s in [*(s for s in STATUSES if counts[s]),
+                                                       *(s for s in counts if s not in STATUSES)])
+
+    claims = [c for c in run.claims if not c.demonstration]
+    demonstrations = [c for c in run.claims if c.demonstration]
+    held = sum(1 for i in run.invariants if i.passed)
+    findings = sum(1 for i in run.invariants if i.status == "finding")
+    found = f" ({findings} violated where the variant does not claim it: a finding)" if findings else ""
+    text = f"claims {statuses(claims) or 'no claims'}; {held}/{len(run.invariants)} invariants held{found}"
+    return text + (f"; demonstrations {statuses(demonstrations)}" if demonstrations else "")

@@ -101,7 +101,7 @@ class Plan:
                     specs.append(PhaseSpec(first_index + len(specs), name, variant, repetition,
                                            self.users or users or scenario.users or DEFAULT_USERS, duration,
                                            warmup, rate, load if len(loads) > 1 else "", group,
-                                           error_budget=scenario.error_budget, knobs=_knobs(scenario)))
+                                           error_budget=scenario.budget(variant), knobs=_knobs(scenario)))
         return specs
 
     def sweep_phase(self, name: str, variant: str, repetition: int, step: int, rate: float,
@@ -109,7 +109,7 @@ class Plan:
         scenario, sweep = self.spec.scenario(name), self.sweep(name)
         duration, warmup = self._timing(scenario)
         return PhaseSpec(index, name, variant, repetition, sweep.users, duration, warmup, rate, "", name, step,
-                         scenario.error_budget, _knobs(scenario))
+                         scenario.budget(variant), _knobs(scenario))
 
     def estimate_s(self) -> float:
         """Seconds of load the run will take at most (sweeps at their cap), for a progress bar."""

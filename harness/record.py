@@ -153,7 +153,8 @@ class VariantSummary(Record):
 
 
 class ClaimVerdict(Record):
-    """harness.claims.Verdict as stored; `status` may be an older run's pass/fail/skipped."""
+    """harness.claims.Verdict as stored; `status` may be an older run's pass/fail/skipped. `demonstration`
+    says why a verdict is no evidence (empty for a claim, and in runs stored before demonstrations)."""
 
     id: str
     sentence: str = ""
@@ -165,6 +166,7 @@ class ClaimVerdict(Record):
     ratio: Value = None
     threshold: Number | None = None
     detail: str | None = ""
+    demonstration: str = ""
 
 
 class InvariantRow(Record):

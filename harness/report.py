@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import base64
 import re
-from collections import Counter
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
 from harness import censored
-from harness.claims import FAILING, STATUSES
+from harness.claims import FAILING
 from harness.document import html_page, markdown, md_table
-from harness.gate import budget_problem, fault_problems
+from harness.gate import budget_problem, fault_problems, tally
 from harness.plots import write_plots
 from harness.presentation import MISSING, fmt, metric_format, presentation, summary_of
 from harness.record import Run
@@ -32,6 +31,13 @@ STATUS_STYLE = {"held": "green", "failed": "red", "unmeasured": "red", "invalid"
 CURVE_HEADERS = ("variant", "target rate/s", "achieved rate/s", "p99 ms", "failed", "dropped", "held", "knee")
 CLAIM_HEADERS = (
     "status", "id", "claim", "expression", "measured", "baseline", "ratio", "threshold", "detail")
+DEMONSTRATION_HEADERS = (*CLAIM_HEADERS, "why a demonstration")
+DEMONSTRATIONS = (
+    "Each of these restates an invariant the run already enforces, or holds by construction of the variant: "
+    "checked like a claim, but a held one is no evidence for the pattern, and the claims' count above leaves "
+    "them out. A failed, unmeasured or invalid one still fails the run: it means the harness or the target is "
+    "broken."
+)
 INVARIANT_HEADERS = ("status", "invariant", "scenario", "variant", "value", "expected", "detail")
 PHASE_HEADERS = ("#", "group", "variant", "rep", "rate/s", "requests", "failed", "budget", "rps", "p95 ms",
                  "p99 ms", "failure reasons")
@@ -64,22 +70,16 @@ def _passed(run: Run) -> bool:
 
 
 def _verdict_text(run: Run) -> str:
-    counts = Counter(c.status for c in run.claims)
-    statuses = [s for s in STATUSES if counts[s]] + [s for s in counts if s not in STATUSES]
-    invariants = run.invariants
-    held = sum(1 for i in invariants if i.passed)
-    findings = sum(1 for i in invariants if i.status == "finding")
-    claims = ", ".join(f"{counts[s]} {s}" for s in statuses) or "no claims"
-    found = f" ({findings} violated where the variant does not claim it: a finding)" if findings else ""
-    return (f"{'PASSED' if _passed(run) else 'FAILED'}: claims {claims}; {held}/{len(invariants)} invariants "
-            f"held{found}")
+    return f"{'PASSED' if _passed(run) else 'FAILED'}: {tally(run)}"
 
 
 # ---- tables as rows of strings, shared by Markdown, HTML and rich ----
 
-def _claim_rows(run: Run) -> list[list[str]]:
+def _claim_rows(run: Run, demonstrations: bool = False) -> list[list[str]]:
+    """The claims' rows, or the demonstrations' (with why each is one) when `demonstrations`."""
     return [[c.status, c.id, c.sentence, c.expression, fmt(c.measured), fmt(c.baseline), fmt(c.ratio, "ratio"),
-             fmt(c.threshold), c.detail or ""] for c in run.claims]
+             fmt(c.threshold), c.detail or "", *([c.demonstration] if demonstrations else [])]
+            for c in run.claims if bool(c.demonstration) == demonstrations]
 
 
 def _invariant_rows(run: Run) -> list[list[str]]:
@@ -170,7 +170,8 @@ def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
     for cid in dict.fromkeys([*claims_a, *claims_b]):
         sa, sb = (c.status if (c := claims_a.get(cid)) else None), (c.status if (c := claims_b.get(cid)) else None)
         scenario = (claims_a.get(cid) or claims_b[cid]).scenario or ""
-        rows.append([scenario, "", f"claim {cid}", fmt(sa), fmt(sb), "" if sa == sb else "changed"])
+        kind = "demonstration" if (claims_a.get(cid) or claims_b[cid]).demonstration else "claim"
+        rows.append([scenario, "", f"{kind} {cid}", fmt(sa), fmt(sb), "" if sa == sb else "changed"])
     return headers, rows
 
 
@@ -194,11 +195,15 @@ def _rich_table(title: str, headers, rows, text_columns: int) -> Table:
     return table
 
 
-def verdict_table(run: Run) -> Table:
-    """The claims with their verdicts: status, id, expression, measured, baseline, ratio, threshold, detail."""
-    rows = [[r[0], r[1], *r[3:8], r[8] if r[0] in (*FAILING, "not run") else ""] for r in _claim_rows(run)]
+def verdict_table(run: Run, demonstrations: bool = False) -> Table:
+    """The claims with their verdicts: status, id, expression, measured, baseline, ratio, threshold, detail;
+    with `demonstrations`, the demonstrations instead (no evidence, counted apart)."""
+    rows = [[r[0], r[1], *r[3:8], r[8] if r[0] in (*FAILING, "not run") else ""]
+            for r in _claim_rows(run, demonstrations)]
     headers = [h for h in CLAIM_HEADERS if h != "claim"]
-    return _rich_table(f"{run.name}: {_verdict_text(run)}", headers, rows, 3)
+    title = f"{run.name}: demonstrations (no evidence; a failed one fails the run)" if demonstrations else \
+        f"{run.name}: {_verdict_text(run)}"
+    return _rich_table(title, headers, rows, 3)
 
 
 def summary_table(run: Run, group: str | None = None) -> Table:
@@ -231,6 +236,9 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     if run.error:
         blocks.append(("p", f"The run stopped early: {run.error}"))
     blocks += [("h", 2, "Claims"), *table(CLAIM_HEADERS, _claim_rows(run))]
+    if demonstrations := _claim_rows(run, demonstrations=True):
+        blocks += [("h", 2, "Demonstrations"), ("p", DEMONSTRATIONS),
+                   *table(DEMONSTRATION_HEADERS, demonstrations)]
     if problems := _gate_problems(run):
         blocks += [("h", 2, "Phases the claims cannot trust"),
                    ("p", "Claims reading these phases are invalid: " + "; ".join(problems) + ".")]

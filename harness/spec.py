@@ -12,7 +12,7 @@ Validation errors name the module and the field: `module spec <id>: scenarios.1.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings
@@ -97,6 +97,8 @@ class Scenario(_Frozen):
     loads: tuple[Load, ...] = Field(default=(), description="empty: one closed-model load at the run's users")
     sweep: Sweep | None = None
     error_budget: float = Field(default=0.01, ge=0, le=1, description="failed share of requests a phase may have")
+    error_budgets: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="a variant's own budget where it fails by design (retries exhausted)")
     faults: tuple[Fault, ...] = ()
     knobs: tuple[Knob, ...] = Field(default=(), description="settings of the target or a process for its phases")
     options: tuple[str, ...] = Field(default=(), description="extra Locust arguments for this scenario's phases")
@@ -111,7 +113,14 @@ class Scenario(_Frozen):
         knobs = [f"{knob.service}.{knob.name}" for knob in self.knobs]
         if len(set(knobs)) != len(knobs):
             raise ValueError(f"knobs: each one is set once, got {knobs}")
+        if self.sweep is not None and self.error_budgets:
+            raise ValueError("error_budgets: a sweep has one budget (its failures end a variant's climb); "
+                             "set error_budget")
         return self
+
+    def budget(self, variant: str) -> float:
+        """The failed share of requests a phase of `variant` may have: its own budget, else the scenario's."""
+        return self.error_budgets.get(variant, self.error_budget)
 
 
 class ServerMetric(_Frozen):
@@ -254,6 +263,8 @@ class ModuleSpec(BaseModel):
             services = (*self.services, self.id, *(p.name for p in self.processes))
             need(f"scenarios.{scenario.name}.faults.service", [f.service for f in scenario.faults], services)
             need(f"scenarios.{scenario.name}.knobs.service", [k.service for k in scenario.knobs], self.knob_services)
+            need(f"scenarios.{scenario.name}.error_budgets", scenario.error_budgets,
+                 scenario.variants or variants)
         for claim in self.claims:
             scenario_name, _, load = claim.scenario.partition(".")
             need(f"claims.{claim.id}.scenario", [scenario_name], scenarios)
@@ -265,7 +276,7 @@ class ModuleSpec(BaseModel):
                     problems.append(f"claims.{claim.id}.scenario: {scenario_name} has several loads; say "
                                     f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
                 need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
-            need(f"claims.{claim.id}.metric", [claim.metric], metrics)
+            need(f"claims.{claim.id}.metric", [claim.metric, *filter(None, [claim.against])], metrics)
         if self.hot_path is not None:
             need("hot_path.fast", [self.hot_path.fast], variants)
             need("hot_path.floor", [self.hot_path.floor], variants)

@@ -86,37 +86,50 @@ SPEC = ModuleSpec(
     progress=("connections", "requests_per_s"),
     bar_plots=("p99_ms", "cpu_us_per_message", "kib_per_connection"),
     # Thresholds were set from measured runs on a shared 2-core machine (target, publisher, Redis,
-    # Prometheus and Locust on the same cores), with margin: see docs/workshops/realtime.md.
+    # Prometheus and Locust on the same cores), with margin: see docs/workshops/realtime.md. Each sentence states
+    # its threshold (tests/unit/test_claim_sentences.py).
     claims=(
-        Claim("push_beats_short_poll_sse", "Push delivers faster than short polling: SSE's p99 is a fraction "
-              "of short polling's.", "p99_ms", "sse", "<=", 0.5, baseline="short_poll", scenario="steady"),
-        Claim("push_beats_short_poll_ws", "So is WebSocket's.", "p99_ms", "websocket", "<=", 0.5,
+        Claim("push_beats_short_poll_sse", "In steady, sse's p99 delivery latency is at most 0.5x short_poll's: "
+              "push delivers faster than short polling.", "p99_ms", "sse", "<=", 0.5, baseline="short_poll",
+              scenario="steady"),
+        Claim("push_beats_short_poll_ws", "In steady, websocket's p99 delivery latency is at most 0.5x "
+              "short_poll's.", "p99_ms", "websocket", "<=", 0.5, baseline="short_poll", scenario="steady"),
+        Claim("short_poll_median", "In steady, short_poll's median delivery latency is at least 350 ms: a message "
+              "waits for the next poll.", "p50_ms", "short_poll", ">=", 350, scenario="steady",
+              demonstration="holds by construction: a client that asks once a second finds a message half a "
+              "second old on average"),
+        Claim("long_poll_between", "In steady, long_poll's median delivery latency is at most 0.5x short_poll's: "
+              "long polling sits between push and short polling.", "p50_ms", "long_poll", "<=", 0.5,
               baseline="short_poll", scenario="steady"),
-        Claim("short_poll_median", "Short polling's median delivery is about half its 1 s interval.",
-              "p50_ms", "short_poll", ">=", 350, scenario="steady"),
-        Claim("long_poll_between", "Long polling sits between: its median is well under short polling's.",
-              "p50_ms", "long_poll", "<=", 0.5, baseline="short_poll", scenario="steady"),
-        Claim("short_poll_requests", "Short polling costs about connections / interval requests per second "
-              "(300 here) whether or not anything was published.", "requests_per_s", "short_poll", ">=", 200,
-              scenario="steady"),
-        Claim("push_requests", "Push costs no requests once connected.", "requests_per_s", "sse", "<=", 5,
-              scenario="steady"),
-        Claim("ws_requests", "Nor does WebSocket.", "requests_per_s", "websocket", "<=", 5, scenario="steady"),
-        Claim("sse_cpu", "Server CPU per delivered SSE message is tens of microseconds.",
+        Claim("short_poll_requests", "In steady, short_poll costs the server at least 200 requests/s (connections "
+              "/ interval), whether or not anything was published.", "requests_per_s", "short_poll", ">=", 200,
+              scenario="steady",
+              demonstration="holds by construction: 300 clients each ask once a second"),
+        Claim("push_requests", "In steady, sse costs the server at most 5 requests/s once connected.",
+              "requests_per_s", "sse", "<=", 5, scenario="steady",
+              demonstration="holds by construction: an SSE client sends one request per connection"),
+        Claim("ws_requests", "In steady, websocket costs the server at most 5 requests/s once connected.",
+              "requests_per_s", "websocket", "<=", 5, scenario="steady",
+              demonstration="holds by construction: a WebSocket client sends one upgrade request per connection"),
+        Claim("sse_cpu", "In steady, the server spends at most 150 us of CPU per delivered sse message.",
               "cpu_us_per_message", "sse", "<=", 150, scenario="steady"),
-        Claim("long_poll_cpu", "Long polling pays a whole request per message: more CPU per message than SSE.",
-              "cpu_us_per_message", "long_poll", ">=", 1.3, baseline="sse", scenario="steady"),
-        Claim("sse_memory", "An idle-ish SSE connection costs tens of KiB of target memory, not megabytes.",
+        Claim("long_poll_cpu", "In steady, long_poll costs the server at least 1.3x sse's CPU per delivered "
+              "message: a whole request per message.", "cpu_us_per_message", "long_poll", ">=", 1.3,
+              baseline="sse", scenario="steady"),
+        Claim("sse_memory", "In fanout, an sse connection costs at most 300 KiB of target memory, not megabytes.",
               "kib_per_connection", "sse", "<=", 300, scenario="fanout"),
-        Claim("fanout_spread_sse", "One message to 1,000 SSE connections reaches 99% of them within 0.75 s "
-              "(measured 0.2-0.3 s).", "p99_ms", "sse", "<=", 750, scenario="fanout"),
-        Claim("fanout_spread_ws", "And over 1,000 WebSockets (measured 0.37-0.4 s).", "p99_ms", "websocket", "<=",
-              750, scenario="fanout"),
-        Claim("sse_resumes", "After a restart SSE resumes from Last-Event-ID: nothing is lost.",
-              "lost_messages", "sse", "==", 0, scenario="restart"),
-        Claim("long_poll_resumes", "Long polling resumes from the last sequence: nothing is lost.",
-              "lost_messages", "long_poll", "==", 0, scenario="restart"),
-        Claim("websocket_loses", "A WebSocket without a resume protocol loses what was published while it "
-              "reconnected.", "lost_messages", "websocket", ">", 0, scenario="restart"),
+        Claim("fanout_spread_sse", "In fanout, sse's p99 delivery latency is at most 750 ms: one message to 1,000 "
+              "connections reaches 99% of them within it.", "p99_ms", "sse", "<=", 750, scenario="fanout"),
+        Claim("fanout_spread_ws", "In fanout, websocket's p99 delivery latency is at most 750 ms over 1,000 "
+              "connections.", "p99_ms", "websocket", "<=", 750, scenario="fanout"),
+        Claim("sse_resumes", "After the target restarts (restart), sse loses exactly 0 messages: it resumes from "
+              "Last-Event-ID.", "lost_messages", "sse", "==", 0, scenario="restart",
+              demonstration="restates the invariant lost_messages, enforced for sse"),
+        Claim("long_poll_resumes", "After the target restarts (restart), long_poll loses exactly 0 messages: it "
+              "resumes from the last sequence.", "lost_messages", "long_poll", "==", 0, scenario="restart",
+              demonstration="restates the invariant lost_messages, enforced for long_poll"),
+        Claim("websocket_loses", "After the target restarts (restart), websocket loses more than 0 messages: "
+              "without a resume protocol, what is published while it reconnects is lost.", "lost_messages",
+              "websocket", ">", 0, scenario="restart"),
     ),
 )

@@ -127,3 +127,14 @@ def test_harness_run_on_the_new_module_passes(project):
     (claim,) = run["claims"]
     assert claim["id"] == "no_wait_p50" and claim["status"] == "held", claim
     assert claim["measured"] is not None and claim["baseline"] is not None, claim
+
+
+def test_the_guides_claim_follows_the_sentence_rule(tmp_path):
+    """The guide's module is held to what every registered spec is (tests/unit/test_claim_sentences.py)."""
+    source = guide_files()["harness/modules/hello.py"]
+    namespace: dict = {}
+    exec(compile(source.replace("from targets.hello.settings import Settings", "Settings = None"),
+                 "hello.py", "exec"), namespace)
+    for claim in namespace["SPEC"].claims:
+        assert claim.threshold_phrase in claim.sentence, (claim.id, claim.threshold_phrase)
+        assert all(variant in claim.sentence for variant in claim.variants), claim.id

@@ -147,3 +147,73 @@ def test_median_carries_censoring():
                                                                             "censor": "between"}
     assert censored.median([None, None]) is None
     assert censored.describe(censored.lt(150)) == "< 150" and censored.describe(censored.ge(900)) == ">= 900"
+
+
+def tail_claim(**kw):
+    """The tail improves least: cache_aside's p99 ratio to direct at least its p50 ratio."""
+    return claim(**{"id": "tail", "metric": "p99_ms", "against": "p50_ms", "op": ">=", "threshold": 1.0, **kw})
+
+
+def latencies(p50, p99):
+    return {"ycsb": {"direct": {"p50_ms": 40.0, "p99_ms": 120.0}, "cache_aside": {"p50_ms": p50, "p99_ms": p99}}}
+
+
+def test_two_ratios_hold_when_the_tail_improves_least():
+    v = check(tail_claim(), latencies(p50=10.0, p99=90.0))  # p50 0.25x, p99 0.75x: the tail kept 3x more
+    assert v.status == "held" and v.expression == "cache_aside p99_ms / direct p99_ms >= 1 x cache_aside p50_ms " \
+                                                  "/ direct p50_ms"
+    assert (v.measured, v.baseline) == (0.75, 0.25) and v.ratio == pytest.approx(3.0)
+    assert "the first ratio is 3 x the second (needs >= 1x)" in v.detail
+
+
+def test_two_ratios_fail_when_the_tail_improves_most():
+    v = check(tail_claim(), latencies(p50=30.0, p99=30.0))  # p50 0.75x, p99 0.25x
+    assert v.status == "failed" and v.ratio == pytest.approx(1 / 3)
+
+
+def test_two_ratios_unmeasured_not_run_and_invalid_like_any_claim():
+    missing = latencies(p50=10.0, p99=90.0)
+    del missing["ycsb"]["direct"]["p50_ms"]
+    v = check(tail_claim(), missing)
+    assert v.status == "unmeasured" and "direct p50_ms has no value in ycsb" in v.detail
+    zero = {"ycsb": {"direct": {"p50_ms": 0.0, "p99_ms": 120.0}, "cache_aside": {"p50_ms": 0.0, "p99_ms": 90.0}}}
+    assert "0/0 is no ratio" in check(tail_claim(), zero).detail and check(tail_claim(), zero).status == "unmeasured"
+    assert check(tail_claim(scenario="stampede"), missing).status == "not run"
+    over = {("ycsb", "direct"): ["phase 1 (ycsb/direct rep 1): over its 1% error budget"]}
+    assert check(tail_claim(), latencies(10.0, 90.0), over).status == "invalid"
+
+
+def test_two_ratios_decide_from_censored_bounds_only_where_they_decide():
+    knees = {"sweep": {"direct": {"knee_rate": 200.0, "rps": 100.0},
+                       "cache_aside": {"knee_rate": censored.ge(900), "rps": 150.0}}}
+    knee_vs_rps = claim(metric="knee_rate", against="rps", scenario="sweep", threshold=2.0)
+    v = check(knee_vs_rps, knees)  # knee >= 4.5x, rps 1.5x: the knee moved >= 3x more than throughput
+    assert v.status == "held" and v.ratio == {"value": 3.0, "censor": "ge"}
+    assert check(claim(metric="knee_rate", against="rps", scenario="sweep", threshold=4.0), knees).status == \
+        "unmeasured"
+
+
+def test_a_ratio_of_ratios_needs_a_baseline():
+    with pytest.raises(ValueError, match="name the baseline"):
+        claim(baseline=None, against="p50_ms")
+
+
+def test_a_demonstration_is_checked_like_a_claim_and_carries_why():
+    why = "restates the enforced invariant stale_reads"
+    held = check(claim(metric="stale_reads", variant="direct", op="==", threshold=0, baseline=None,
+                       demonstration=why), SUMMARY)
+    assert held.status == "held" and held.demonstration == why and held.to_dict()["demonstration"] == why
+    failed = check(claim(metric="stale_reads", op="==", threshold=0, baseline=None, demonstration=why), SUMMARY)
+    assert failed.status == "failed" and not failed.passed
+    assert check(claim(), SUMMARY).demonstration == ""
+
+
+@pytest.mark.parametrize(("kw", "phrase"), [
+    ({"op": "<=", "threshold": 0.75}, "at most 0.75x"), ({"op": ">=", "threshold": 2.0}, "at least 2x"),
+    ({"op": "==", "threshold": 0, "baseline": None}, "exactly 0"),
+    ({"op": ">=", "threshold": 8 * 2**20, "baseline": None}, "at least 8,388,608"),
+    ({"op": "<", "threshold": 0.5, "baseline": None}, "less than 0.5"),
+    ({"op": ">", "threshold": 1.5}, "more than 1.5x"),
+])
+def test_threshold_phrase(kw, phrase):
+    assert claim(**kw).threshold_phrase == phrase

@@ -43,6 +43,17 @@ def test_a_phase_over_budget_invalidates_the_claims_that_read_it():
     assert not gate.passed(Run(run_id="r", module="m", claims=verdicts))
 
 
+def test_a_variant_within_its_own_budget_keeps_its_claims_while_another_over_the_scenarios_loses_them():
+    """Budgets are per phase, as planned (Scenario.budget(variant)): optimistic may fail 30% by design under
+    high contention, where 2% failures of pessimistic are over the scenario's 1%."""
+    retrying = phase(1, "optimistic", requests=700, failures=300, errors={"409": 300}, group="high")
+    retrying = retrying.model_copy(update={"error_budget": 0.5})
+    locking = phase(2, "pessimistic", requests=980, failures=20, errors={"409": 20}, group="high")
+    invalid = gate.invalid_reads([retrying, locking])
+    assert list(invalid) == [("high", "pessimistic")] and "over its 1% error budget" in invalid[("high",
+                                                                                                 "pessimistic")][0]
+
+
 def test_a_failing_variant_does_not_win_on_throughput():
     """Throughput and latency count successes only: failing fast earns nothing."""
     exact = {"start": T, "measured_start": T + 1, "end": T + 11, "first_start": T + 1, "last_completion": T + 11,

@@ -41,6 +41,13 @@ def test_default_plan_interleaves_variants_and_reads_the_scenarios():
     assert burst[0].group == "burst" and burst[0].slug == "05_burst_pattern"
 
 
+def test_a_variant_with_its_own_error_budget_plans_its_phases_with_it():
+    own = Scenario(name="steady", error_budget=0.01, error_budgets={"pattern": 0.3})
+    plan = make_plan(spec().model_copy(update={"scenarios": (own,)}), scenarios=["steady"], repeat=1)
+    assert [(p.variant, p.error_budget) for p in plan.phases("steady")] == [("naive", 0.01), ("pattern", 0.3)]
+    assert own.budget("pattern") == 0.3 and own.budget("naive") == own.budget("floor") == 0.01
+
+
 def test_command_line_options_override_the_scenario():
     plan = make_plan(spec(), scenarios=["burst"], users=2, duration_s=3, warmup_s=0, repeat=1)
     (phase,) = plan.phases("burst")

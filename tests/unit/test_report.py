@@ -5,7 +5,7 @@ import re
 from rich.console import Console
 from sample_run import sample_run
 
-from harness import censored, record, report
+from harness import censored, gate, record, report
 from harness.presentation import fmt, main_group
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -283,3 +283,50 @@ def test_summary_table_per_group():
     assert "DB queries/expiry" in out and "9.5" in out and "noop" not in out
     assert report.summary_table(typed(run)).row_count == 4
 
+
+
+def with_demonstrations(run: dict, status: str = "held") -> dict:
+    """The sample run with two claims turned into demonstrations (one of them `status`)."""
+    for claim in run["claims"]:
+        if claim["id"] == "singleflight_stampede":
+            claim.update(demonstration="holds by construction of the sample", status=status)
+        if claim["id"] == "write_through_fresh":
+            claim["demonstration"] = "restates the enforced invariant stale_reads"
+    run["passed"] = None  # the gate decides again from the statuses
+    return run
+
+
+def test_demonstrations_are_counted_and_shown_apart_from_the_claims(tmp_path):
+    run = with_demonstrations(all_held(sample_run()))
+    report.render(typed(run), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+
+    assert "**PASSED: claims 2 held; 3/3 invariants held; demonstrations 1 held, 1 not run**" in md
+    claims = md.split("## Claims")[1].split("## Demonstrations")[0]
+    demonstrations = md.split("## Demonstrations")[1].split("## Invariants")[0]
+    assert "cache_throughput" in claims and "singleflight_stampede" not in claims
+    assert "write_through_fresh" not in claims
+    assert "| held | singleflight_stampede |" in demonstrations
+    assert "holds by construction of the sample |" in demonstrations
+    assert "| not run | write_through_fresh |" in demonstrations
+    assert "a held one is no evidence" in demonstrations and "still fails the run" in demonstrations
+    out = text_of(report.verdict_table(typed(run), demonstrations=True))
+    assert "singleflight_stampede" in out and "cache_throughput" not in out
+
+
+def test_a_failed_demonstration_fails_the_run(tmp_path):
+    run = with_demonstrations(all_held(sample_run()), status="failed")
+    run["passed"] = gate.passed(typed(run))
+    assert run["passed"] is False
+    report.render(typed(run), tmp_path)
+    assert "**FAILED: claims 2 held; 3/3 invariants held; demonstrations 1 failed, 1 not run**" in \
+        (tmp_path / "report.md").read_text()
+
+
+def test_a_run_without_demonstrations_reads_as_before(tmp_path):
+    report.render(typed(all_held(sample_run())), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Demonstrations" not in md and "demonstrations" not in md.split("\n\n")[1]
+    old = {"id": "c", "status": "held"}  # a run.json written before demonstrations
+    loaded = record.load(sample_run(claims=[old])).claims[0]
+    assert loaded.demonstration == "" and loaded.dump() == old

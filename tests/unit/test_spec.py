@@ -102,6 +102,23 @@ def test_bad_field_values_name_the_field(spec):
         rebuilt(spec, default_variants=("memcached",))
 
 
+def test_error_budgets_per_variant_name_variants_of_the_scenario_and_stay_within_0_and_1(spec):
+    scenario = next(s for s in spec.scenarios if not s.sweep)
+    other = Scenario(name="own_budgets", variants=scenario.variants, error_budgets={"memcached": 0.2})
+    with pytest.raises(ValidationError, match=r"scenarios\.own_budgets\.error_budgets: unknown 'memcached'"):
+        rebuilt(spec, scenarios=(*spec.scenarios, other))
+    with pytest.raises(ValidationError, match=r"error_budgets\.pattern\n  Input should be less than or equal to 1"):
+        Scenario(name="x", error_budgets={"pattern": 1.5})
+    with pytest.raises(ValidationError, match=r"a sweep has one budget"):
+        Scenario(name="x", sweep={}, error_budgets={"pattern": 0.2})
+
+
+def test_a_claim_comparing_two_ratios_names_a_second_metric_that_exists(spec):
+    variants = spec.scenario_variants(next(s for s in spec.scenarios if not s.sweep and len(s.loads) <= 1).name)
+    with pytest.raises(ValidationError, match=r"claims\.broken\.metric: unknown 'p42_ms'"):
+        rebuilt(spec, claims=(claim_on(spec, baseline=variants[-1], against="p42_ms"),))
+
+
 def test_the_loader_names_the_module_and_the_field(tmp_path, monkeypatch):
     """A broken spec file under the registry is refused when it loads, with module and field in the message."""
     package = tmp_path / "extra"
