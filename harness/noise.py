@@ -24,10 +24,11 @@ per edge. A run process whose parent is not a run process (a service's leader) o
 it, and that dies inside the window, loses the CPU it used since the previous snapshot (at most one
 snapshot interval per thread); the same holds for a kernel thread that exits. The window the
 snapshots span differs from the measured one by the offsets recorded with it (a tick of the phase
-loop, 0.25 s, plus the time a snapshot takes). Host busy comes from the kernel's per-tick sampling
-and process times from its exact runtime, so over a 20 s window they agree to within a few ticks
-per core. Services the run uses but this stack did not start (compose, a system service) are not
-known to be the run's: their CPU counts as foreign, and the phase says which they were (`unowned`).
+loop, 0.25 s, plus the time a snapshot takes). Host busy is counted in whole ticks and process
+times from their exact runtime: the two disagree a little either way, which is why foreign CPU is
+clamped at 0 and why the flag's limit is far above that disagreement. Services the run uses but
+this stack did not start (compose, a system service) are not known to be the run's: their CPU
+counts as foreign, and the phase says which they were (`unowned`).
 """
 
 from __future__ import annotations

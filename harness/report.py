@@ -164,7 +164,8 @@ def _noise_blocks(run: Run) -> tuple[list[tuple], list[tuple]]:
         names = ", ".join(sorted({s for p in unowned for s in p.noise.unowned}))
         which = f"Phase{'s' if len(unowned) > 1 else ''} {', '.join(str(p.index) for p in unowned)}"
         table.append(("p", f"{which} used services the harness did not start ({names}): their CPU counts as "
-                           "foreign and cannot be told from other load, so these phases are not flagged."))
+                           "foreign and cannot be told from other load, so "
+                           f"{'they are' if len(unowned) > 1 else 'it is'} not flagged."))
     return top, table
 
 
