@@ -142,11 +142,11 @@ def members(procs: Iterable[Proc], leaders: Iterable[int], groups: Iterable[int]
 
 def snapshot(leaders: Iterable[int], groups: Iterable[int], proc: Path = PROC, clock=time.time) -> Snapshot:
     at = clock()
-    tick = os.sysconf("SC_CLK_TCK")
+    # uptime before the walk: a process the walk misses started after it, so it counts whole next time
+    uptime = int(float((proc / "uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
     procs = read_procs(proc)
     kernel = frozenset(k for k, p in procs.items() if p.pid == KTHREADD or p.ppid == KTHREADD)
-    return Snapshot(at=at, uptime=int(float((proc / "uptime").read_text().split()[0]) * tick),
-                    load1=parse_load1((proc / "loadavg").read_text()),
+    return Snapshot(at=at, uptime=uptime, load1=parse_load1((proc / "loadavg").read_text()),
                     host=parse_host_cpu((proc / "stat").read_text()), procs=procs,
                     run=members(procs.values(), leaders, groups), kernel=kernel)
 
