@@ -15,8 +15,8 @@ window's edges): /proc/loadavg, /proc/uptime, the `cpu` line of /proc/stat, and 
   so a process that lives between two snapshots is counted whole. A run process that disappears and
   whose parent is a run process still there was reaped by it: its whole lifetime is in the parent's
   cutime+cstime from then on, so only its value before the window is taken off;
-- kernel threads (kthreadd and its children: ksoftirqd carrying loopback traffic, kworkers writing
-  back, for the run and everyone else) are shown apart, neither run nor foreign;
+- kernel threads (ksoftirqd carrying loopback traffic, kworkers writing back, for the run and
+  everyone else) are shown apart, neither run nor foreign;
 - foreign CPU = host busy - run - kernel threads, clamped at 0, also as a share of capacity.
 
 Error bound. Per-process times are in clock ticks (10 ms): at most one tick per process that ran,
@@ -41,7 +41,7 @@ from pathlib import Path
 
 FOREIGN_LIMIT = 0.25  # foreign CPU above this share of capacity (cores x window) flags a phase as noisy
 SAMPLE_EVERY_S = 1.0  # a snapshot walks /proc: about 2 ms of CPU for 100 processes
-KTHREADD = 2
+PF_KTHREAD = 0x00200000  # in /proc/<pid>/stat's flags: a kernel thread (pid 2 need not be kthreadd in a container)
 PROC = Path("/proc")
 
 Key = tuple[int, int]  # (pid, start ticks): one process, never a recycled pid
@@ -68,6 +68,7 @@ class Proc:
     pgrp: int
     start: int  # ticks since boot
     cpu: int  # utime + stime + cutime + cstime, in ticks
+    kernel: bool = False  # a kernel thread
 
     @property
     def key(self) -> Key:
@@ -106,7 +107,7 @@ def parse_proc_stat(text: str) -> Proc:
     fields = text.rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
     return Proc(pid=pid, ppid=int(fields[1]), pgrp=int(fields[2]), start=int(fields[19]),
-                cpu=utime + stime + cutime + cstime)
+                cpu=utime + stime + cutime + cstime, kernel=bool(int(fields[6]) & PF_KTHREAD))
 
 
 def read_procs(proc: Path = PROC) -> dict[Key, Proc]:
@@ -145,7 +146,7 @@ def snapshot(leaders: Iterable[int], groups: Iterable[int], proc: Path = PROC, c
     # uptime before the walk: a process the walk misses started after it, so it counts whole next time
     uptime = int(float((proc / "uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
     procs = read_procs(proc)
-    kernel = frozenset(k for k, p in procs.items() if p.pid == KTHREADD or p.ppid == KTHREADD)
+    kernel = frozenset(k for k, p in procs.items() if p.kernel)
     return Snapshot(at=at, uptime=uptime, load1=parse_load1((proc / "loadavg").read_text()),
                     host=parse_host_cpu((proc / "stat").read_text()), procs=procs,
                     run=members(procs.values(), leaders, groups), kernel=kernel)

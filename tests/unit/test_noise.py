@@ -51,6 +51,11 @@ def test_proc_stat_with_spaces_and_parentheses_in_the_command():
     assert noise.parse_proc_stat(text) == Proc(pid=4242, ppid=7, pgrp=4240, start=987654, cpu=150 + 50 + 30 + 20)
 
 
+def test_a_kernel_thread_is_known_by_its_flags():
+    line = "14 (ksoftirqd/0) S 2 0 0 0 -1 69238848 0 0 0 0 120 340 0 0 20 0 1 0 9 0 0\n"
+    assert noise.parse_proc_stat(line) == Proc(pid=14, ppid=2, pgrp=0, start=9, cpu=460, kernel=True)
+
+
 def test_this_process_in_real_proc():
     procs = noise.read_procs()
     me = next(p for p in procs.values() if p.pid == os.getpid())
@@ -67,7 +72,8 @@ def test_snapshot_of_this_machine():
     mine = {key for key in shot.run}
     assert (os.getpid(), pids.start_ticks(os.getpid())) in mine
     assert all(shot.procs[key].pid != 1 for key in mine)
-    assert any(shot.procs[key].pid == noise.KTHREADD for key in shot.kernel) or not shot.kernel
+    assert all(shot.procs[key].ppid in (0, 2) for key in shot.kernel)  # kthreadd and its children
+    assert (os.getpid(), pids.start_ticks(os.getpid())) not in shot.kernel
     assert pids.start_ticks(os.getpid()) <= shot.uptime
 
 
