@@ -69,7 +69,8 @@ def _stack_faults(settings: Settings) -> tuple[Callable[[str, str], None], Calla
 
 def _run_pids(plan: Plan, settings: Settings) -> Callable[[], tuple[list[int], list[int], list[str]]]:
     """The run's processes for harness/noise.py: this process (Locust is its child), the run's services
-    this stack started (their groups), and the ones it uses but did not start."""
+    this stack started (their groups), and the ones it uses but did not start. A service killed by a
+    fault is still this stack's: it has no process to count until the fault ends."""
     from harness.stack import Stack, services_for
 
     services = services_for(plan.spec)
@@ -77,7 +78,8 @@ def _run_pids(plan: Plan, settings: Settings) -> Callable[[], tuple[list[int], l
     def run_pids() -> tuple[list[int], list[int], list[str]]:
         stack = Stack(settings)  # reads the state file now: a restarted service has a new pid
         owned = [name for name in services if stack.owns(name)]
-        return [os.getpid()], [stack.state[name]["pid"] for name in owned], [n for n in services if n not in owned]
+        unowned = [name for name in services if name not in owned and not stack.state.get(name, {}).get("fault")]
+        return [os.getpid()], [stack.state[name]["pid"] for name in owned], unowned
 
     return run_pids
 

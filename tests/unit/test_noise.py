@@ -3,7 +3,9 @@ process set, the per-process CPU arithmetic (processes that start, get reaped or
 snapshots), the summary, the flag, and how run.json, the report and the CLI show it."""
 
 import io
+import json
 import os
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -11,7 +13,11 @@ from rich.progress import Progress
 from sample_run import sample_run
 
 from harness import cli, noise, pids, record, report
+from harness.modules import get_module
 from harness.noise import HostCpu, Proc, Snapshot
+from harness.phase import _run_pids
+from harness.settings import Settings
+from harness.stack import services_for
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -287,3 +293,15 @@ def test_the_progress_line_marks_a_noisy_phase():
     lines = out.getvalue().splitlines()
     assert "noisy host: foreign CPU 42.3%" in lines[0]
     assert "noisy" not in lines[1] and "noisy" not in lines[2]
+
+
+def test_the_run_is_this_process_and_the_services_this_stack_started(tmp_path):
+    spec = get_module("scaling_reads")
+    me = {"pid": os.getpid(), "ticks": pids.start_ticks(os.getpid())}
+    state = {"postgres": me,  # ours and running (this process stands in for it)
+             "redis": {**me, "ticks": 1, "fault": "kill"},  # ours, killed by a fault: no process, not foreign
+             "prometheus": {**me, "ticks": 1}}  # a stale entry: whatever answers on its port is not ours
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    leaders, groups, unowned = _run_pids(SimpleNamespace(spec=spec), Settings(state_dir=tmp_path))()
+    assert leaders == [os.getpid()] and groups == [os.getpid()]
+    assert unowned == [s for s in services_for(spec) if s not in ("postgres", "redis")]
