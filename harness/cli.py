@@ -78,6 +78,7 @@ class RichProgress:
         self.bar.advance(self.task, 0.25)
 
     def phase_done(self, record) -> None:
+        from harness import noise
         from harness.presentation import fmt
 
         latency, server = record.latency_ms, record.server
@@ -87,10 +88,12 @@ class RichProgress:
         over = " [red]OVER BUDGET[/]" if record.over_budget and record.step is None else ""
         faults = "".join(f" fault {f.action} {f.service}{' [red]' + f.error + '[/]' if f.error else ''}"
                          for f in record.faults)
+        noisy = (f" [yellow]noisy host: foreign CPU {fmt(record.noise.foreign_share, 'percent')}[/]"
+                 if noise.noisy(record.noise) else "")
         self.bar.console.print(
             f"  {record.index:>2} {record.group:<14} {record.variant:<26} {(record.rps or 0):>8.0f} ok/s"
             f"  p50 {latency['p50'] or 0:7.2f} ms  p99 {latency['p99'] or 0:7.2f} ms  failed {record.failures}"
-            f"{over}{extra}{rate}{faults}")
+            f"{over}{extra}{rate}{faults}{noisy}")
 
     def stop(self) -> None:
         self.bar.stop()

@@ -3,8 +3,9 @@
 Each phase is one `locust` process on the module's own locustfile, exactly what a user could run by
 hand; it writes Locust's CSVs and the exact-latency JSON into the run directory. While it runs, the
 tick loop plays the scenario's faults through the stack (harness/faults.py), timed from the measured
-start the load generator writes to its started file. The server side of the measured window comes
-from Prometheus, as the spec's server metrics say.
+start the load generator writes to its started file, and the host's noise is sampled over the measured
+window (harness/noise.py). The server side of the measured window comes from Prometheus, as the spec's
+server metrics say.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import faults, summary
+from harness import faults, noise, summary
 from harness.modules import locustfile, url
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus, ratio, with_labels
@@ -66,14 +67,32 @@ def _stack_faults(settings: Settings) -> tuple[Callable[[str, str], None], Calla
     return call("fault_begin"), call("fault_end")
 
 
+def _run_pids(plan: Plan, settings: Settings) -> Callable[[], tuple[list[int], list[int], list[str]]]:
+    """The run's processes for harness/noise.py: this process (Locust is its child), the run's services
+    this stack started (their groups), and the ones it uses but did not start. A service killed by a
+    fault is still this stack's: it has no process to count until the fault ends."""
+    from harness.stack import Stack, services_for
+
+    services = services_for(plan.spec)
+
+    def run_pids() -> tuple[list[int], list[int], list[str]]:
+        stack = Stack(settings)  # reads the state file now: a restarted service has a new pid
+        owned = [name for name in services if stack.owns(name)]
+        unowned = [name for name in services if name not in owned and not stack.state.get(name, {}).get("fault")]
+        return [os.getpid()], [stack.state[name]["pid"] for name in owned], unowned
+
+    return run_pids
+
+
 def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, settings: Settings,
               tick: Callable[[], None]) -> tuple[dict, list[dict]]:
-    """Run one Locust process, bounded by its run time plus a grace period; returns its results and
-    the record of each fault it played."""
+    """Run one Locust process, bounded by its run time plus a grace period; returns its results (with
+    the host's noise over its measured window under "noise") and the record of each fault it played."""
     (run_dir / "phases").mkdir(exist_ok=True)
     log_path, started_file = run_dir / "phases" / f"{spec.slug}.log", run_dir / "phases" / f"{spec.slug}.started.json"
     env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
     schedule = faults.FaultSchedule(plan.spec.scenario(spec.scenario).faults, *_stack_faults(settings), time.time)
+    sampler = noise.Sampler(_run_pids(plan, settings))
     deadline = time.monotonic() + spec.duration_s + spec.warmup_s + GRACE_S
     with log_path.open("w") as log:
         process = subprocess.Popen(locust_command(plan, spec, run_dir, run_id), stdout=log,
@@ -84,9 +103,13 @@ def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, settings:
                     process.kill()
                     process.wait()
                     raise PhaseFailed(f"phase {spec.slug} overran its time and was killed; see {log_path}")
-                if schedule.measured_start is None and schedule.records and started_file.exists():
-                    schedule.start(json.loads(started_file.read_text())["measured_start"])
+                if sampler.planned is None and started_file.exists():
+                    measured_start = json.loads(started_file.read_text())["measured_start"]
+                    sampler.expect(measured_start, measured_start + spec.duration_s)
+                    if schedule.records:
+                        schedule.start(measured_start)
                 schedule.tick(time.time())
+                sampler.tick()
                 tick()
                 time.sleep(TICK_S)
         finally:
@@ -98,7 +121,9 @@ def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, settings:
     if process.returncode != 0 or not results_file.exists():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise PhaseFailed(f"locust exited {process.returncode} in phase {spec.slug}; {log_path}:\n{tail}")
-    return json.loads(results_file.read_text()), records
+    exact = json.loads(results_file.read_text())
+    exact["noise"] = sampler.window(exact["measured_start"], exact["end"])
+    return exact, records
 
 
 def check_undone(spec: PhaseSpec, records: list[dict]) -> None:
@@ -141,6 +166,7 @@ def phase_record(module: ModuleSpec, spec: PhaseSpec, exact: dict, server: dict,
         "latency_ms": summary.phase_latency(exact, latency_of), "timeline": summary.timeline(exact),
         "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
         "invariants": exact.get("invariants", []), "faults": fault_records,
+        **({"noise": exact["noise"]} if exact.get("noise") else {}),
         **({"model": "open", "arrivals": exact.get("arrivals"), "dropped": exact.get("dropped") or 0,
             "schedule_lag_ms": exact.get("schedule_lag_ms"),
             "service_latency_ms": summary.phase_latency({"requests": exact["service"]}, latency_of)}

@@ -88,6 +88,27 @@ class InvariantResult(Record):
     enforced: bool
 
 
+class Noise(Record):
+    """The host over a phase's measured window (harness/noise.py): CPU-seconds over the snapshots'
+    window, shares of its capacity (cores x window), and the services whose CPU could not be told
+    from foreign load."""
+
+    window_s: Number
+    start_offset_s: Number | None = None
+    end_offset_s: Number | None = None
+    snapshots: int | None = None
+    capacity_cpu_s: Number | None = None
+    load1: Number | None = None
+    load1_max: Number | None = None
+    steal_share: Number | None = None
+    busy_cpu_s: Number | None = None
+    run_cpu_s: Number | None = None
+    kernel_cpu_s: Number | None = None
+    foreign_cpu_s: Number | None = None
+    foreign_share: Number | None = None
+    unowned: list[str] = Field(default_factory=list)
+
+
 class Phase(Record):
     """One Locust process: its plan (harness.plan.PhaseSpec), its window, counts, latencies and checks."""
 
@@ -118,6 +139,7 @@ class Phase(Record):
     load_cpu_us_per_request: Number | None = None
     invariants: list[InvariantResult] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
+    noise: Noise | None = None  # absent in runs made before it was sampled
     model: str | None = None
     arrivals: Any = None
     dropped: int | None = None

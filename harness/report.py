@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from harness import censored
+from harness import censored, noise
 from harness.claims import FAILING
 from harness.document import html_page, markdown, md_table
 from harness.gate import budget_problem, fault_problems, tally
@@ -41,6 +41,16 @@ DEMONSTRATIONS = (
 INVARIANT_HEADERS = ("status", "invariant", "scenario", "variant", "value", "expected", "detail")
 PHASE_HEADERS = ("#", "group", "variant", "rep", "rate/s", "requests", "failed", "budget", "rps", "p95 ms",
                  "p99 ms", "failure reasons")
+NOISE_HEADERS = ("#", "group", "variant", "rep", "load avg", "max load avg", "steal", "host busy CPU s", "run CPU s",
+                 "kernel CPU s", "foreign CPU s", "foreign of capacity", "noisy")
+NOISE_TEXT = (
+    "Sampled from /proc over each phase's measured window (harness/noise.py): the 1-minute load average at "
+    "the window's end and the highest seen in it, the share of the CPU time the hypervisor took (steal), and the "
+    "CPU-seconds used by the whole host, by this run (the harness, Locust and the run's services), by kernel "
+    "threads, and by every other process (foreign), the last also as a share of the machine's capacity (cores x "
+    f"window). A phase whose foreign CPU exceeds {noise.FOREIGN_LIMIT:.0%} of capacity is flagged noisy; the flag "
+    "does not change any verdict."
+)
 FAULT_HEADERS = ("phase", "service", "action", "planned at s", "began at s", "lasted s", "error")
 HOW_TO_READ = (
     "Every ratio compares variants measured side by side in this one run, on this machine, with phases "
@@ -122,6 +132,41 @@ def _fault_rows(run: Run) -> list[list[str]]:
             rows.append([fmt(phase.index), f.service, f.action, fmt(f.planned_at_s), fmt(began), fmt(lasted),
                          f.error or ""])
     return rows
+
+
+def _noise_rows(run: Run) -> list[list[str]]:
+    rows = []
+    for phase in run.phases:
+        n = phase.noise
+        values = [MISSING] * 8 if n is None else [
+            fmt(n.load1), fmt(n.load1_max), fmt(n.steal_share, "percent"), fmt(n.busy_cpu_s), fmt(n.run_cpu_s),
+            fmt(n.kernel_cpu_s), fmt(n.foreign_cpu_s), fmt(n.foreign_share, "percent")]
+        rows.append([fmt(phase.index), phase.group_name, phase.variant, fmt(phase.repetition), *values,
+                     "NOISY" if noise.noisy(n) else ""])
+    return rows
+
+
+def _noise_blocks(run: Run) -> tuple[list[tuple], list[tuple]]:
+    """The flag near the top (phases over the foreign CPU limit) and the per-phase table; both empty
+    for a run made before noise was sampled."""
+    if not any(p.noise for p in run.phases):
+        return [], []
+    flagged = [f"phase {p.index} ({p.group_name}/{p.variant}): foreign CPU {fmt(p.noise.foreign_share, 'percent')} "
+               f"of capacity ({fmt(p.noise.foreign_cpu_s)} CPU-s), load average {fmt(p.noise.load1)}"
+               for p in run.phases if noise.noisy(p.noise)]
+    unowned = [p for p in run.phases if p.noise and p.noise.unowned]
+    top = [("h", 2, "Phases measured on a noisy host"),
+           ("p", f"Processes outside this run used more than {noise.FOREIGN_LIMIT:.0%} of the machine's CPU capacity "
+                 "during these phases, so their numbers may be worse than this machine gives a quiet run: "
+                 + "; ".join(flagged) + ". This flags; it changes no verdict.")] if flagged else []
+    table = [("h", 2, "Host noise"), ("p", NOISE_TEXT), ("table", list(NOISE_HEADERS), _noise_rows(run))]
+    if unowned:
+        names = ", ".join(sorted({s for p in unowned for s in p.noise.unowned}))
+        which = f"Phase{'s' if len(unowned) > 1 else ''} {', '.join(str(p.index) for p in unowned)}"
+        table.append(("p", f"{which} used services the harness did not start ({names}): their CPU counts as "
+                           "foreign and cannot be told from other load, so "
+                           f"{'they are' if len(unowned) > 1 else 'it is'} not flagged."))
+    return top, table
 
 
 def _gate_problems(run: Run) -> list[str]:
@@ -242,6 +287,8 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     if problems := _gate_problems(run):
         blocks += [("h", 2, "Phases the claims cannot trust"),
                    ("p", "Claims reading these phases are invalid: " + "; ".join(problems) + ".")]
+    noise_top, noise_table = _noise_blocks(run)
+    blocks += noise_top
     blocks += [("h", 2, "Invariants"), *table(INVARIANT_HEADERS, _invariant_rows(run))]
     for group in summary_of(run):
         blocks += [("h", 2, f"Summary: {group}"), *table(*_summary_rows(run, group))]
@@ -258,6 +305,7 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
         blocks += [("h", 2, "Faults"), ("p", "Seconds from each phase's measured start; shaded red in the plots."),
                    *table(FAULT_HEADERS, faults)]
     blocks += [("h", 2, "Phases"), *table(PHASE_HEADERS, _phase_rows(run))]
+    blocks += noise_table
     blocks += [("h", 2, "Plots"), ("images", plot_names)]
     for heading, values in (("Parameters", run.parameters), ("Environment", run.environment.dump())):
         blocks += [("h", 2, heading), ("kv", [(k, fmt(v)) for k, v in values.items()])]

@@ -50,6 +50,7 @@ def test_run_writes_complete_results(short_run):
         assert phase["latency_ms"]["p50"] > 0 and phase["timeline"]
         assert (run_dir / f"{phase['csv_prefix']}_stats.csv").exists()
         assert phase["server"]["server_requests"] > 0 and phase["server"]["cpu_ms_per_request"] > 0
+        assert phase["noise"]["window_s"] > 0 and phase["noise"]["run_cpu_s"] > 0  # host noise sampled
     ycsb = run["summary"]["ycsb"]
     assert ycsb["direct"]["db_queries_per_read"] == pytest.approx(1.0, abs=0.05)
     assert 0 < ycsb["cache_aside"]["hit_ratio"] < 1
