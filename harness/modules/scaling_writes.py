@@ -71,7 +71,7 @@ SPEC = ModuleSpec(
     bar_plots=("rows_per_flush",),
     # Thresholds: set from measured runs on a shared 2-core machine, with margin (workshop page). At
     # saturation the HTTP path (Locust and the target on 2 shared cores) is the limit, not PostgreSQL's
-    # commits: direct measured 750-1,900 rows/s, so the throughput ratios are set low and honest.
+    # commits (see the reference run's rates in the README), so the throughput ratios are set low.
     claims=(
         Claim("batched_throughput", "At saturation batched acknowledges at least 0.8x direct's writes/s: here the "
               "HTTP path on 2 shared cores is the limit, not PostgreSQL's commits (see batched_commits).",
