@@ -156,6 +156,8 @@ class Hub:
 
     async def history(self, number: int, after: int, limit: int = HISTORY_MAX) -> list[Item]:
         ch = self.channel(number)
+        if not ch.last_seq:  # not seen since this process started (a restart): the stream knows
+            await self.backfill(ch)
         if after >= ch.last_seq:
             return []
         if ch.ring and ch.ring[0].seq <= after + 1:
