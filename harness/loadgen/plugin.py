@@ -67,10 +67,12 @@ class Plugin:
         self.refused = ""  # why this test's knobs could not be set: it has no results
 
     # --- the locustfile's API ---------------------------------------------------------------
-    def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0):
+    def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0, drain: bool = True):
         """Decorator: register a check returning InvariantResults for these spec-declared names, run
-        against the real stores when the test stops (after `settle(environment)` says quiescent)."""
-        return self._invariants.register(*names, settle=settle, settle_timeout_s=settle_timeout_s)
+        against the real stores when the test stops: after the target's in-flight requests have ended
+        (unless `drain=False`: the check reads only the clients' logs) and `settle(environment)` says
+        quiescent."""
+        return self._invariants.register(*names, settle=settle, settle_timeout_s=settle_timeout_s, drain=drain)
 
     def tally(self, name: str, amount: int = 1) -> None:
         """Count something the invariants need; summed across workers on the master."""
