@@ -15,6 +15,10 @@ A claim can compare two ratios: with `against`, "pattern p99_ms / naive p99_ms >
 naive p50_ms" (the tail improves least). Its sentence states its threshold in words (`threshold_phrase`:
 "at most 0.75x", "at least 0.99", "exactly 0"), and the spec test holds every sentence to it.
 
+A claim about something that must happen first (a backlog to catch up on, a forged request to refuse)
+names the metric that counts it (`attempts`): when it is 0 or missing for a variant the claim reads,
+the claim is unmeasured, never held on nothing.
+
 A claim that restates an enforced invariant or holds by construction is a demonstration (`demonstration`
 says why): checked like any claim, counted apart, never evidence for the pattern; a failed one still fails
 the run, since then the harness or the target is broken.
@@ -48,6 +52,7 @@ class Claim:
     scenario: str = "default"  # the summary group: "<scenario>" or "<scenario>.<load>"
     against: str | None = None  # a second metric: metric's ratio to the baseline is compared with this one's
     demonstration: str = ""  # why it is no evidence (restates an enforced invariant, holds by construction)
+    attempts: str | None = None  # a metric counting what the claim speaks of (backlogs, bad completes tried)
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
@@ -149,6 +154,13 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     reasons = [r for v in claim.variants for r in (invalid or {}).get((claim.scenario, v), [])]
     if reasons:
         return verdict(INVALID, "; ".join(reasons))
+    if claim.attempts is not None:
+        for variant in claim.variants:
+            tried = group[variant].get(claim.attempts)
+            span = censored.interval(tried)
+            if span is None or span.hi <= 0:
+                return verdict(UNMEASURED, f"{variant} {claim.attempts} = {_show(tried) if span else 'no value'} in "
+                               f"{claim.scenario}: nothing the claim speaks of was tried, so nothing was measured")
     needs = f"needs {claim.op} {claim.threshold:g}"
     if claim.baseline is None:
         measured = group[claim.variant].get(claim.metric)

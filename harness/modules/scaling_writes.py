@@ -55,6 +55,8 @@ SPEC = ModuleSpec(
                      numerator="harness_writes_consumer_lag", reduce="max"),
         ServerMetric(name="catchup_s", label="consumer catch-up", unit="s", kind="gauge",
                      numerator="harness_writes_consumer_catchup_seconds", reduce="max"),
+        ServerMetric(name="caught_up", label="backlogs caught up", kind="increase",
+                     numerator="harness_writes_consumer_caught_up_total"),
         ServerMetric(name="visible_p95_s", label="ack to visible p95 (worst 5 s)", unit="s", kind="gauge",
                      numerator="harness_writes_visible_delay_p95_seconds", reduce="max"),
     ),
@@ -64,8 +66,8 @@ SPEC = ModuleSpec(
         InvariantSpec(name="phantom_events", sentence="no event id is in PostgreSQL that the load never sent"),
     ),
     columns=("rps", "p50_ms", "p95_ms", "p99_ms", "failures", "rows_per_flush", "flush_ms", "lag_peak",
-             "catchup_s", "visible_p95_s", "fault_availability", "cpu_ms_per_request", "load_cpu_us_per_request",
-             "target_rate", "dropped"),
+             "catchup_s", "caught_up", "visible_p95_s", "fault_availability", "cpu_ms_per_request",
+             "load_cpu_us_per_request", "target_rate", "dropped"),
     compare=("rps", "p50_ms", "p95_ms", "p99_ms", "rows_per_flush"),
     progress=("rows_per_flush", "lag_peak"),
     bar_plots=("rows_per_flush",),
@@ -94,7 +96,8 @@ SPEC = ModuleSpec(
               demonstration="holds by construction: queued's request path produces to the broker and never "
               "touches the consumer"),
         Claim("crash_catchup", "After its consumer restarts (consumer_crash), queued's consumer catches up on its "
-              "backlog in at most 10 s.", "catchup_s", "queued", "<=", 10, scenario="consumer_crash"),
+              "backlog in at most 10 s (a backlog still open when the window ends is not a catch-up).",
+              "catchup_s", "queued", "<=", 10, scenario="consumer_crash", attempts="caught_up"),
         Claim("crash_no_duplicates", "After the consumer crash, queued has exactly 0 duplicate events in "
               "PostgreSQL: the consumer is idempotent on the event id.",
               "duplicate_events", "queued", "==", 0, scenario="consumer_crash",
