@@ -128,10 +128,12 @@ def _ratio_text(span: censored.Interval) -> str:
     return censored.describe(censored.value_of(span), lambda v: f"{v:.3g}")
 
 
-def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> Verdict:
+def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None,
+          not_run: dict[str, str] | None = None) -> Verdict:
     """Check one claim against a run summary {group: {variant: {metric: value}}}.
 
-    `invalid` maps (group, variant) to the reasons its phases cannot be trusted (over budget).
+    `invalid` maps (group, variant) to the reasons its phases cannot be trusted (over budget);
+    `not_run` maps a scenario left out of the run to why (a limit this machine cannot set).
     """
 
     def verdict(status: str, detail: str, measured=None, baseline=None, ratio=None) -> Verdict:
@@ -147,7 +149,9 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
 
     group = summary.get(claim.scenario)
     if group is None:
-        return verdict(NOT_RUN, f"scenario {claim.scenario} was not part of this run")
+        why = (not_run or {}).get(claim.scenario.partition(".")[0])
+        return verdict(NOT_RUN, f"scenario {claim.scenario} was not run here: {why}" if why else
+                       f"scenario {claim.scenario} was not part of this run")
     for variant in claim.variants:
         if variant not in group:
             return verdict(NOT_RUN, f"variant {variant} was not run in scenario {claim.scenario}")
@@ -190,5 +194,6 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     return decided(both, detail, first_ratio, second_ratio, censored.value_of(both))
 
 
-def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> list[Verdict]:
-    return [check(claim, summary, invalid) for claim in claims]
+def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None,
+              not_run: dict[str, str] | None = None) -> list[Verdict]:
+    return [check(claim, summary, invalid, not_run) for claim in claims]
