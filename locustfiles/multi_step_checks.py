@@ -73,10 +73,10 @@ def check_batch(orders_conn, payments_conn, inventory_conn, batch: Batch) -> lis
         "SELECT order_id, state, amount FROM payments WHERE batch = %s", (batch.name,))}
     reservations = {o: (s, q) for o, s, q in inventory_conn.execute(
         "SELECT order_id, state, qty FROM reservations WHERE batch = %s", (batch.name,))}
-    balances = payments_conn.execute("SELECT coalesce(sum(balance), 0)::bigint, count(*) FROM accounts WHERE batch = %s",
-                                     (batch.name,)).fetchone()
-    stock = inventory_conn.execute("SELECT coalesce(sum(stock), 0)::bigint, coalesce(min(stock), 0), count(*) FROM stock "
-                                   "WHERE batch = %s", (batch.name,)).fetchone()
+    balances = payments_conn.execute("SELECT coalesce(sum(balance), 0)::bigint, count(*) FROM accounts "
+                                     "WHERE batch = %s", (batch.name,)).fetchone()
+    stock = inventory_conn.execute("SELECT coalesce(sum(stock), 0)::bigint, coalesce(min(stock), 0), count(*) "
+                                   "FROM stock WHERE batch = %s", (batch.name,)).fetchone()
     captured = sum(a for s, a in payments.values() if s == "captured")
     reserved = sum(q for s, q in reservations.values() if s == "reserved")
     given_money, given_stock = batch.accounts * batch.balance, batch.items * batch.stock

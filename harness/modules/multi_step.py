@@ -44,7 +44,7 @@ SPEC = ModuleSpec(
                  "lock is held for the whole flow by two_phase", users=16, duration_s=8, warmup_s=1,
                  error_budget=0.05, options=("--items", "1")),
         Scenario(name="coordinator_kill", description="open model, 20 orders/s, 200 ms between steps; the target "
-                 "(the coordinator) is SIGKILLed at 3 s and restarted 2 s later", loads=OPEN, duration_s=12,
+                 "(the coordinator) is SIGKILLed at 3 s and restarted 2 s later", loads=OPEN, duration_s=16,
                  warmup_s=1, knobs=DELAY, error_budget=0.9,
                  faults=(Fault(service="multi_step", action="kill", at_s=3, duration_s=2),)),
         Scenario(name="participant_kill", description="open model, 20 orders/s; the inventory cluster (postgres2) "

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS reservations (order_id text PRIMARY KEY, batch text N
 CREATE INDEX IF NOT EXISTS reservations_batch ON reservations (batch);
 """,
 }
+LAST_TABLE = {"orders": "decisions", "payments": "payments_batch", "inventory": "reservations_batch"}
 FINAL = ("completed", "compensated", "failed")
 
 
@@ -86,9 +87,12 @@ def create_databases(cluster_dsn: str, participants: tuple[str, ...]) -> None:
                     pass
     for participant in participants:
         with psycopg.connect(database_dsn(cluster_dsn, participant), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_advisory_lock(4242)")
-            conn.execute(SCHEMAS[participant])
-            conn.execute("SELECT pg_advisory_unlock(4242)")
+            # Only when missing: CREATE INDEX IF NOT EXISTS locks its table first, and a transaction a killed
+            # coordinator left prepared holds a lock on it until recovery (after this) resolves it.
+            if conn.execute("SELECT to_regclass(%s)", (LAST_TABLE[participant],)).fetchone()[0] is None:
+                conn.execute("SELECT pg_advisory_lock(4242)")
+                conn.execute(SCHEMAS[participant])
+                conn.execute("SELECT pg_advisory_unlock(4242)")
 
 
 def database_of(dsn: str) -> str:
