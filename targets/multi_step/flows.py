@@ -123,7 +123,11 @@ class TwoPhase:
 
     async def run(self, order: Order) -> tuple[str | None, str]:
         p, names = self.p, {x: gid(self.name, order.order_id, x) for x in self.PARTICIPANTS}
-        work = {"orders": lambda c: store.create_order(c, order, self.name, "completed", 4),
+        async def create(conn) -> None:
+            if not await store.create_order(conn, order, self.name, "completed", 4):
+                raise Refused("repeated_order_id")
+
+        work = {"orders": create,
                 "payments": lambda c: store.charge(c, order), "inventory": lambda c: store.reserve(c, order)}
         async with contextlib.AsyncExitStack() as stack:
             conns = {x: await stack.enter_async_context(p.pool(x).connection()) for x in self.PARTICIPANTS}

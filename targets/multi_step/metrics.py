@@ -1,4 +1,5 @@
-"""Multi-step Processes' own metrics (every series has `module` and `variant` labels):
+"""Multi-step Processes' own server-side metrics (beside targets/common.py's); every series
+carries `module` and `variant`:
 
   harness_ms_orders_total              counter    orders by final outcome: completed | compensated | failed |
                                                   unfinished (the answer came before a final state)

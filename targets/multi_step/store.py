@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from targets.resources import advisory_lock_id
 
 DATABASES = {"orders": "ms_orders", "payments": "ms_payments", "inventory": "ms_inventory"}
 SCHEMAS = {
@@ -90,13 +92,10 @@ def create_databases(cluster_dsn: str, participants: tuple[str, ...]) -> None:
             # Only when missing: CREATE INDEX IF NOT EXISTS locks its table first, and a transaction a killed
             # coordinator left prepared holds a lock on it until recovery (after this) resolves it.
             if conn.execute("SELECT to_regclass(%s)", (LAST_TABLE[participant],)).fetchone()[0] is None:
-                conn.execute("SELECT pg_advisory_lock(4242)")
+                lock = advisory_lock_id("multi_step", f"schema:{participant}")
+                conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
                 conn.execute(SCHEMAS[participant])
-                conn.execute("SELECT pg_advisory_unlock(4242)")
-
-
-def database_of(dsn: str) -> str:
-    return conninfo_to_dict(dsn).get("dbname", "")
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
 
 # --- orders -------------------------------------------------------------------------------------------
