@@ -23,8 +23,8 @@ RAN = ("naive", "saga_orchestrated")  # two_phase's flows are tested on the real
 def short_run(stack, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "multi_step", "--duration", "3", "--warmup",
-                           "1", "--no-fail", "--scenarios", "steady", "--variants", *RAN], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HARNESS_RESULTS_DIR": str(results)})
+                           "1", "--no-fail", "--scenarios", "steady", "--variants", *RAN], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "HARNESS_RESULTS_DIR": str(results)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (run_dir,) = (results / "multi_step").iterdir()
     return json.loads((run_dir / "run.json").read_text()), run_dir
