@@ -37,7 +37,7 @@ from harness.spec import ModuleSpec, Process
 COMPOSE = Path("compose.yaml")
 PROMETHEUS = Path("dashboards/prometheus/prometheus.yml")
 # The embedded stack's store names -> compose's service names for the same store.
-COMPOSE_STORES = {"postgres": "postgres", "redis": "redis", "kafka": "kafka", "s3": "minio"}
+COMPOSE_STORES = {"postgres": "postgres", "postgres2": "postgres2", "redis": "redis", "kafka": "kafka", "s3": "minio"}
 START_PERIOD_S = 120
 IMAGE = "pattern-harness:local"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PORT_FIELDS = ("pg_port", "redis_port", "prometheus_port", "kafka_port", "s3_port", "loadgen_metrics_port")
+PORT_FIELDS = ("pg_port", "pg2_port", "redis_port", "prometheus_port", "kafka_port", "s3_port", "loadgen_metrics_port")
 
 
 def _default_project_dir() -> Path:
@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     pg_user: str = "harness"
     pg_password: SecretStr | None = Field(default=None, description="default: the embedded stack's generated one")
     pg_database: str = Field(default="harness", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    pg2_host: str = Field(default="127.0.0.1", description="a second PostgreSQL cluster (same user and password)")
+    pg2_port: int = Field(default=15433, ge=1, le=65535)
     redis_host: str = "127.0.0.1"
     redis_port: int = Field(default=16379, ge=1, le=65535)
     prometheus_host: str = "127.0.0.1"
@@ -123,6 +125,14 @@ class Settings(BaseSettings):
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(**self.pg_conninfo)
+
+    def pg2(self) -> Settings:
+        """These settings with the second cluster in the primary's place (its services reuse the primary's)."""
+        return self.model_copy(update={"pg_host": self.pg2_host, "pg_port": self.pg2_port})
+
+    @property
+    def pg2_dsn(self) -> str:
+        return self.pg2().pg_dsn
 
     @property
     def redis_url(self) -> str:
