@@ -1,0 +1,129 @@
+"""Managing Long-running Tasks: the request does the work, or a job queue in PostgreSQL or in Redis does.
+
+The module's one declaration (docs/adding-a-module.md). `targets/long_running/` serves the variants under
+`/<variant>/jobs`; four worker processes (two per queue, targets/long_running/worker.py) run the queued
+jobs. The question: what does moving work off the request buy, and what does a crashed worker cost
+under each queue?
+"""
+
+from __future__ import annotations
+
+from harness.spec import (
+    Fault,
+    InvariantSpec,
+    Knob,
+    LinePlot,
+    Load,
+    ModuleSpec,
+    Process,
+    RequestMetric,
+    Scenario,
+    ServerMetric,
+    Variant,
+)
+from targets.long_running.settings import PG_WORKER_PORTS, REDIS_WORKER_PORTS, Settings
+
+SUBMIT = "POST /jobs"
+STATUS = "GET /jobs/[id]"
+COMPLETED = "job completed"
+DEAD = "job dead-lettered"
+QUEUED = ("pg_queue", "redis_queue")
+WORKER_APP = "targets.long_running.worker"
+PG_WORKERS = tuple(f"long_running_pg_worker_{i + 1}" for i in range(len(PG_WORKER_PORTS)))
+REDIS_WORKERS = tuple(f"long_running_redis_worker_{i + 1}" for i in range(len(REDIS_WORKER_PORTS)))
+
+
+def _work(ms: int, *more: str) -> tuple[str, ...]:
+    return ("--work-ms", str(ms), *more)
+
+
+def _second_worker(accepting: bool) -> tuple[Knob, ...]:
+    return (Knob(service=PG_WORKERS[1], name="accepting", value=accepting),
+            Knob(service=REDIS_WORKERS[1], name="accepting", value=accepting))
+
+
+SPEC = ModuleSpec(
+    id="long_running",
+    title="Managing Long-running Tasks",
+    port=18106,
+    services=("postgres", "redis"),
+    processes=tuple(Process(name=name, app=WORKER_APP, port=port) for name, port in
+                    zip((*PG_WORKERS, *REDIS_WORKERS), (*PG_WORKER_PORTS, *REDIS_WORKER_PORTS), strict=True)),
+    settings=Settings,
+    variants=(
+        Variant(name="sync", sentence="the request does the work and answers when it is done; a bounded number of "
+                "requests work at once, the others wait for a slot"),
+        Variant(name="pg_queue", sentence="202 and a job id; the job commits with its ledger row in PostgreSQL "
+                "(procrastinate, SKIP LOCKED) and worker processes run it, with retries, a dead-letter table and "
+                "redelivery of a dead worker's jobs after a heartbeat timeout"),
+        Variant(name="redis_queue", sentence="202 and a job id; the job goes to a Redis queue (arq) after its ledger "
+                "row commits, and worker processes run it, with retries, a dead-letter table and redelivery after "
+                "an in-progress key expires"),
+    ),
+    scenarios=(
+        Scenario(name="saturation", description="closed model, 40 users each waiting for its job, 200 ms jobs: "
+                 "sync is bounded by its slots, queued acceptance stays flat", users=40, duration_s=6, warmup_s=2,
+                 options=_work(200)),
+        Scenario(name="long_jobs", description="open model, 10 jobs/s of 2 s each: more than sync's slots hold, "
+                 "so its requests wait and are shed; the queues accept at once and finish within their capacity",
+                 loads=(Load(name="open", rate=10, users=120),), duration_s=8, warmup_s=2,
+                 error_budgets={"sync": 1.0}, options=_work(2000)),
+        Scenario(name="worker_crash", description="open model, 10 jobs/s of 1 s each; the first worker of each "
+                 "queue is SIGKILLed at 3 s and restarted 2 s later: its jobs are redelivered and their effect "
+                 "happens once", variants=QUEUED, loads=(Load(name="open", rate=10, users=60),), duration_s=12,
+                 warmup_s=1, options=_work(1000),
+                 faults=(Fault(service=PG_WORKERS[0], action="kill", at_s=3, duration_s=2),
+                         Fault(service=REDIS_WORKERS[0], action="kill", at_s=3, duration_s=2))),
+        Scenario(name="poison", description="open model, 10 jobs/s of 200 ms; a fifth of the jobs always fail: "
+                 "retried with backoff, then dead-lettered", variants=QUEUED,
+                 loads=(Load(name="open", rate=10, users=60),), duration_s=6, warmup_s=1,
+                 options=_work(200, "--poison-share", "0.2")),
+        Scenario(name="scale_workers_1", description="closed model, 48 users, 500 ms jobs, one worker per queue "
+                 "taking jobs: the queue's completion rate with one worker", variants=QUEUED, users=48,
+                 duration_s=6, warmup_s=2, knobs=_second_worker(False), options=_work(500)),
+        Scenario(name="scale_workers_2", description="the same with both workers taking jobs",
+                 variants=QUEUED, users=48, duration_s=6, warmup_s=2, knobs=_second_worker(True),
+                 options=_work(500)),
+    ),
+    main_scenario="long_jobs",
+    repeat=1,
+    latency_of=SUBMIT,
+    request_metrics=(RequestMetric(name="completion", request=COMPLETED, label="job completion"),),
+    server_metrics=(
+        ServerMetric(name="enqueued", label="jobs enqueued", kind="increase",
+                     numerator="harness_lr_jobs_enqueued_total"),
+        ServerMetric(name="retried", label="attempts retried", kind="increase",
+                     numerator="harness_lr_jobs_retried_total"),
+        ServerMetric(name="dead_lettered", label="jobs dead-lettered", kind="increase",
+                     numerator="harness_lr_jobs_dead_lettered_total"),
+        ServerMetric(name="redeliveries", label="redeliveries", kind="increase",
+                     numerator="harness_lr_redeliveries_total"),
+        ServerMetric(name="redelivery_s", label="heartbeat to redelivery, mean", unit="s",
+                     numerator="harness_lr_redelivery_seconds_sum", denominator="harness_lr_redelivery_seconds_count"),
+        ServerMetric(name="start_delay_s", label="enqueue to start, mean", unit="s",
+                     numerator="harness_lr_start_delay_seconds_sum",
+                     denominator="harness_lr_start_delay_seconds_count"),
+        ServerMetric(name="depth_peak", label="queue depth peak", unit="jobs", kind="gauge",
+                     numerator="harness_lr_queue_depth", reduce="max"),
+    ),
+    invariants=(
+        InvariantSpec(name="lost_jobs", sentence="every accepted job ends completed or dead-lettered, after a "
+                      "bounded settle"),
+        InvariantSpec(name="effects_not_once", sentence="every completed job's keyed side effect happened exactly "
+                      "once, and no dead-lettered job's happened"),
+        InvariantSpec(name="phantom_jobs", sentence="no job completed or dead-lettered that the load was never "
+                      "told was accepted", enforced_for=QUEUED),
+        InvariantSpec(name="dead_letters_mismatch", sentence="the dead-lettered jobs are exactly the poisoned ones"),
+        InvariantSpec(name="unkeyed_doubles", sentence="jobs whose side effect, done without the idempotency key, "
+                      "happened more than once (a finding: what the key prevents)", enforced_for=()),
+    ),
+    columns=("rps", "p50_ms", "p99_ms", "failures", "completion_rps", "completion_p50_ms", "completion_p99_ms",
+             "enqueued", "retried", "dead_lettered", "redeliveries", "redelivery_s", "start_delay_s", "depth_peak",
+             "cpu_ms_per_request", "target_rate", "dropped"),
+    compare=("p50_ms", "p99_ms", "completion_rps", "completion_p99_ms"),
+    progress=("completion_rps", "completion_p99_ms", "redeliveries"),
+    bar_plots=("completion_rps",),
+    line_plots=(LinePlot(title="Completion rate against worker processes", x_label="workers taking jobs",
+                         x=(("scale_workers_1", 1), ("scale_workers_2", 2)), metrics=("completion_rps",)),),
+    claims=(),
+)
