@@ -296,7 +296,19 @@ class ModuleSpec(BaseModel):
                 elif len(scenario.loads) > 1:
                     problems.append(f"claims.{claim.id}.scenario: {scenario_name} has several loads; say "
                                     f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
-                need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
+                need(f"claims.{claim.id}.variants", claim.variants[:1], scenario.variants or variants)
+                if claim.baseline_scenario is None:
+                    need(f"claims.{claim.id}.variants", claim.variants[1:], scenario.variants or variants)
+            if claim.baseline_scenario is not None:
+                base_name, _, base_load = claim.baseline_scenario.partition(".")
+                need(f"claims.{claim.id}.baseline_scenario", [base_name], scenarios)
+                if base_name in scenarios:
+                    base = scenarios[base_name]
+                    if base_load:
+                        need(f"claims.{claim.id}.baseline_scenario load", [base_load], [x.name for x in base.loads])
+                    elif len(base.loads) > 1:
+                        problems.append(f"claims.{claim.id}.baseline_scenario: {base_name} has several loads")
+                    need(f"claims.{claim.id}.baseline", claim.variants[1:], base.variants or variants)
             need(f"claims.{claim.id}.metric", [claim.metric, *filter(None, [claim.against])], metrics)
         if self.hot_path is not None:
             need("hot_path.fast", [self.hot_path.fast], variants)

@@ -12,8 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The workers' ports: each is a Process(port=...) of the spec; the stack passes it (with the port offset)
 # as HARNESS_PROCESS_PORT. Two workers per queue; which queue a worker serves follows from its port.
-PG_WORKER_PORTS = (18186, 18187)
-REDIS_WORKER_PORTS = (18188, 18189)
+PG_WORKER_1_PORT, PG_WORKER_2_PORT = 18186, 18187
+REDIS_WORKER_1_PORT, REDIS_WORKER_2_PORT = 18188, 18189
+PG_WORKER_PORTS = (PG_WORKER_1_PORT, PG_WORKER_2_PORT)
+REDIS_WORKER_PORTS = (REDIS_WORKER_1_PORT, REDIS_WORKER_2_PORT)
 
 
 class Settings(BaseSettings):
