@@ -10,7 +10,8 @@ done when that answers. A queued job is then awaited with long polls (`GET /<var
 the target answers as soon as the job ends), and its end is recorded as a request of its own, timed from
 the submission (from the arrival's intended start in the open model): "job completed", or "job
 dead-lettered" for a job the queue gave up on. A job that has not ended within --job-deadline-s is a
-failure of "job completed". A share of the jobs (--poison-share) always fail.
+failure of "job completed"; a job still running when the test stops is not recorded (the invariants
+still check it). A share of the jobs (--poison-share) always fail.
 
 When the test stops, the phase's jobs are settled (no job queued or running, 60 s at most) and checked by
 id against the ledger in PostgreSQL (long_running_checks.py).
@@ -23,6 +24,7 @@ import time
 
 import psycopg
 from locust import FastHttpUser, events, task
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 
 from harness import loadgen
 from harness.loadgen import ProfileShape  # noqa: F401  (Locust plays the shape it finds here)
@@ -36,7 +38,7 @@ except ImportError:
 
 ACCEPTED, POISONED = "jobs_accepted", "jobs_poisoned"
 SETTLE_TIMEOUT_S = 60
-LONG_POLL_S = 5.0
+LONG_POLL_S = 1.0  # short enough that a stopping test does not wait on a poll (Locust's --stop-timeout)
 plugin = loadgen.setup(SPEC)
 
 
@@ -95,11 +97,14 @@ class Client(loadgen.Paced, FastHttpUser):
         if poisoned:
             self.plugin.add_id(POISONED, job_id)
         status = "completed" if o.variant == "sync" else self.wait(job_id, started)
-        self.record(status, started)
+        if status != "stopping":
+            self.record(status, started)
 
     def wait(self, job_id: str, started: float) -> str:
         deadline = started + self.options.job_deadline_s
         for _ in range(10_000):  # bounded in count; in time by the deadline
+            if self.environment.runner.state in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP):
+                return "stopping"  # the test ends: the job is left to the settle and the invariants
             left = deadline - time.perf_counter()
             if left <= 0:
                 return "timed out"

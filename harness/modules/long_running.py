@@ -141,55 +141,55 @@ SPEC = ModuleSpec(
               demonstration="holds by construction: HARNESS_LONG_RUNNING_SYNC_SLOTS bounds the jobs at work"),
         Claim("long_accept_pg", "With 2 s jobs arriving faster than sync's slots finish them (long_jobs), pg_queue's "
               "p99 acceptance latency is at most 0.1x sync's p99 request latency.", "p99_ms", "pg_queue", "<=", 0.1,
-              baseline="sync", scenario="long_jobs.open"),
+              baseline="sync", scenario="long_jobs"),
         Claim("long_accept_redis", "In long_jobs, redis_queue's p99 acceptance latency is at most 0.1x sync's p99 "
-              "request latency.", "p99_ms", "redis_queue", "<=", 0.1, baseline="sync", scenario="long_jobs.open"),
+              "request latency.", "p99_ms", "redis_queue", "<=", 0.1, baseline="sync", scenario="long_jobs"),
         Claim("long_sync_sheds", "In long_jobs, at least 0.1 of sync's requests fail: with its slots full, a request "
               "waits past the slot timeout and is shed.", "failure_ratio", "sync", ">=", 0.1,
-              scenario="long_jobs.open"),
+              scenario="long_jobs"),
         Claim("long_completion_pg", "In long_jobs, pg_queue's p99 completion, from submission to the client seeing "
               "the job done, is at most 4,000 ms: the 2 s of work plus at most 2 s of waiting.",
-              "completion_p99_ms", "pg_queue", "<=", 4000, scenario="long_jobs.open"),
+              "completion_p99_ms", "pg_queue", "<=", 4000, scenario="long_jobs"),
         Claim("long_completion_redis", "In long_jobs, redis_queue's p99 completion is at most 4,000 ms.",
-              "completion_p99_ms", "redis_queue", "<=", 4000, scenario="long_jobs.open"),
+              "completion_p99_ms", "redis_queue", "<=", 4000, scenario="long_jobs"),
         Claim("crash_redelivered_pg", "When a worker is SIGKILLed mid-job (worker_crash), pg_queue redelivers at "
-              "least 1 of its jobs.", "redeliveries", "pg_queue", ">=", 1, scenario="worker_crash.open"),
+              "least 1 of its jobs.", "redeliveries", "pg_queue", ">=", 1, scenario="worker_crash"),
         Claim("crash_redelivered_redis", "When a worker is SIGKILLed mid-job, redis_queue redelivers at least 1 of "
-              "its jobs.", "redeliveries", "redis_queue", ">=", 1, scenario="worker_crash.open"),
+              "its jobs.", "redeliveries", "redis_queue", ">=", 1, scenario="worker_crash"),
         Claim("crash_redelivery_time_pg", "pg_queue redelivers a killed worker's job at most 4 s after the job's "
               "last heartbeat on average: the 2 s stalled timeout plus the sweep and heartbeat periods.",
-              "redelivery_s", "pg_queue", "<=", 4, scenario="worker_crash.open"),
+              "redelivery_s", "pg_queue", "<=", 4, scenario="worker_crash"),
         Claim("crash_redelivery_time_redis", "redis_queue redelivers a killed worker's job at most 7 s after the "
               "job's last heartbeat on average: the 5 s in-progress key TTL plus a poll and a step.",
-              "redelivery_s", "redis_queue", "<=", 7, scenario="worker_crash.open"),
+              "redelivery_s", "redis_queue", "<=", 7, scenario="worker_crash"),
         Claim("crash_unkeyed_doubles_pg", "Without the idempotency key, a redelivered job's effect happens again: "
               "in worker_crash, pg_queue has at least 1 job whose unkeyed effect happened twice.",
-              "unkeyed_doubles", "pg_queue", ">=", 1, scenario="worker_crash.open"),
+              "unkeyed_doubles", "pg_queue", ">=", 1, scenario="worker_crash"),
         Claim("crash_unkeyed_doubles_redis", "In worker_crash, redis_queue has at least 1 job whose unkeyed effect "
-              "happened twice.", "unkeyed_doubles", "redis_queue", ">=", 1, scenario="worker_crash.open"),
+              "happened twice.", "unkeyed_doubles", "redis_queue", ">=", 1, scenario="worker_crash"),
         Claim("crash_no_loss_pg", "After a worker SIGKILL (worker_crash), pg_queue loses exactly 0 accepted jobs.",
-              "lost_jobs", "pg_queue", "==", 0, scenario="worker_crash.open",
+              "lost_jobs", "pg_queue", "==", 0, scenario="worker_crash",
               demonstration="restates the invariant lost_jobs, enforced for every variant"),
         Claim("crash_no_loss_redis", "After a worker SIGKILL, redis_queue loses exactly 0 accepted jobs.",
-              "lost_jobs", "redis_queue", "==", 0, scenario="worker_crash.open",
+              "lost_jobs", "redis_queue", "==", 0, scenario="worker_crash",
               demonstration="restates the invariant lost_jobs, enforced for every variant"),
         Claim("crash_effect_once_pg", "After a worker SIGKILL, pg_queue has exactly 0 jobs whose keyed effect did "
-              "not happen once.", "effects_not_once", "pg_queue", "==", 0, scenario="worker_crash.open",
+              "not happen once.", "effects_not_once", "pg_queue", "==", 0, scenario="worker_crash",
               demonstration="restates the invariant effects_not_once, enforced for every variant"),
         Claim("crash_effect_once_redis", "After a worker SIGKILL, redis_queue has exactly 0 jobs whose keyed effect "
-              "did not happen once.", "effects_not_once", "redis_queue", "==", 0, scenario="worker_crash.open",
+              "did not happen once.", "effects_not_once", "redis_queue", "==", 0, scenario="worker_crash",
               demonstration="restates the invariant effects_not_once, enforced for every variant"),
         Claim("poison_dead_letters_pg", "In poison, pg_queue's dead-lettered jobs differ from its poisoned jobs in "
-              "exactly 0 ids.", "dead_letters_mismatch", "pg_queue", "==", 0, scenario="poison.open",
+              "exactly 0 ids.", "dead_letters_mismatch", "pg_queue", "==", 0, scenario="poison",
               demonstration="restates the invariant dead_letters_mismatch, enforced for every variant"),
         Claim("poison_dead_letters_redis", "In poison, redis_queue's dead-lettered jobs differ from its poisoned "
-              "jobs in exactly 0 ids.", "dead_letters_mismatch", "redis_queue", "==", 0, scenario="poison.open",
+              "jobs in exactly 0 ids.", "dead_letters_mismatch", "redis_queue", "==", 0, scenario="poison",
               demonstration="restates the invariant dead_letters_mismatch, enforced for every variant"),
         Claim("poison_retried_pg", "In poison, pg_queue retries a poisoned job at least 1.5 times before it "
               "dead-letters it (3 attempts: 2 retries).", "retries_per_dead_letter", "pg_queue", ">=", 1.5,
-              scenario="poison.open"),
+              scenario="poison"),
         Claim("poison_retried_redis", "In poison, redis_queue retries a poisoned job at least 1.5 times before "
-              "it dead-letters it.", "retries_per_dead_letter", "redis_queue", ">=", 1.5, scenario="poison.open"),
+              "it dead-letters it.", "retries_per_dead_letter", "redis_queue", ">=", 1.5, scenario="poison"),
         Claim("scale_pg", "With work waiting, pg_queue's completion rate with 2 workers (scale_workers_2) is at least "
               "1.5x its rate with 1 (scale_workers_1): the jobs wait on I/O, not on the CPU.", "completion_rps",
               "pg_queue", ">=", 1.5, baseline="pg_queue", scenario="scale_workers_2",
