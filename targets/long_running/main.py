@@ -49,6 +49,7 @@ VARIANTS = ("sync", "pg_queue", "redis_queue")
 QUEUED = ("pg_queue", "redis_queue")
 MAX_BODY = 4096
 DEPTH_PERIOD_S = 0.5
+TIMEOUT_MARGIN_S = 1.0  # what a job's own database writes may add to its work_ms
 log = logging.getLogger("long_running")
 
 
@@ -263,6 +264,10 @@ class Jobs:
 
     async def redis_queue(self, job: JobRequest) -> Response:
         self.refuse_too_long(job)
+        cap_ms = (self.settings.redis_job_timeout_s - TIMEOUT_MARGIN_S) * 1000
+        if job.work_ms > cap_ms:  # arq cancels a job past its job_timeout and fails it without a retry
+            raise HTTPException(422, f"redis_queue runs jobs of at most {cap_ms:g} ms: arq's job_timeout "
+                                     "(HARNESS_LONG_RUNNING_REDIS_JOB_TIMEOUT_S) less 1 s")
         job_id = uuid.uuid4()
         async with self.pg.pool.connection() as conn:
             await insert_job(conn, job_id, "redis_queue", job.tag, job.work_ms, job.fail_p, job.delay_s)

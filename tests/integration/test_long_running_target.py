@@ -63,7 +63,7 @@ def wait_for(predicate, timeout_s: float, what: str):
 
 @pytest.mark.parametrize("variant", ["pg_queue", "redis_queue"])
 def test_a_killed_workers_job_is_redelivered_and_its_keyed_effect_happens_once(stack, base, conn, variant):
-    job_id = submit(base, variant, work_ms=4000)
+    job_id = submit(base, variant, work_ms=3000)  # within redis_queue's job timeout (4 s, less 1 s)
 
     def running_past_its_effect():  # progress 25 % is written after the effect (store.Runner.run)
         row = conn.execute("SELECT a.worker FROM lr_attempts a JOIN lr_jobs j ON j.id = a.job_id WHERE a.job_id = %s "
@@ -98,6 +98,7 @@ def test_bad_input_is_a_4xx(base):
     cases = [
         ("post", "/pg_queue/jobs", {"work_ms": -1}, 422),
         ("post", "/redis_queue/jobs", {"work_ms": SETTINGS.max_work_ms + 1}, 422),
+        ("post", "/redis_queue/jobs", {"work_ms": int(SETTINGS.redis_job_timeout_s * 1000)}, 422),
         ("post", "/sync/jobs", {"work_ms": 10, "delay_s": 1}, 422),
         ("post", "/pg_queue/jobs", {"work_ms": 10, "fail_p": 2}, 422),
         ("post", "/pg_queue/jobs", {"work_ms": 10, "tag": "x" * 5000}, 413),
