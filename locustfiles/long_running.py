@@ -92,11 +92,12 @@ class Client(loadgen.Paced, FastHttpUser):
             if response.status_code not in (200, 202):
                 response.failure(f"{response.status_code}: {(response.text or '')[:120]}")
                 return
-            job_id = response.json()["id"]
+            answer = response.json()
+            job_id = answer["id"]
         self.plugin.add_id(ACCEPTED, job_id)
         if poisoned:
             self.plugin.add_id(POISONED, job_id)
-        status = "completed" if o.variant == "sync" else self.wait(job_id, started)
+        status = answer["status"] if o.variant == "sync" else self.wait(job_id, started)
         if status != "stopping":
             self.record(status, started)
 

@@ -3,9 +3,11 @@
   POST /<variant>/jobs          {"work_ms", "fail_p", "delay_s", "tag"}
   GET  /<variant>/jobs/{id}     {"status", "progress", "attempts", ...}; 404 for an unknown id
 
-  sync         the request does the work and answers 200 when it is done (or 503 if its one try failed:
-               nobody retries it). At most HARNESS_LONG_RUNNING_SYNC_SLOTS requests work at once, as an
-               app server's request threads; the others wait for a slot. A delay is refused (422).
+  sync         the request does the work and answers 200 when it is done, with the job's status: "completed",
+               or "dead" when its one try failed (nobody retries a request). At most
+               HARNESS_LONG_RUNNING_SYNC_SLOTS requests work at once, as an app server's request threads;
+               one that finds no slot within HARNESS_LONG_RUNNING_SYNC_WAIT_S is shed (503, not started).
+               A delay is refused (422).
   pg_queue     202 + job id; the ledger row and the procrastinate job commit in one transaction
   redis_queue  202 + job id; the ledger row commits, then arq enqueues the job in Redis (a dual write:
                a refused enqueue deletes the row and answers 503)
@@ -247,8 +249,8 @@ class Jobs:
             self.enqueued["sync"].inc()
             try:
                 await self.runner.run(job_id)
-            except (RetryIn, DeadLettered):  # its one try failed
-                return JSONResponse({"id": str(job_id), "status": "dead", "error": "the job failed"}, 503)
+            except (RetryIn, DeadLettered):  # its one try failed: the request is done, the job is dead
+                return JSONResponse({"id": str(job_id), "status": "dead", "error": "the job failed"}, 200)
         finally:
             self.slots.release()
         return JSONResponse({"id": str(job_id), "status": "completed"}, 200)

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=10, description="tries of a failing job before it is dead-lettered")
     retry_backoff_s: float = Field(default=0.25, ge=0, le=30, description="first retry delay; doubles per attempt")
     progress_steps: int = Field(default=4, ge=1, le=100, description="a job reports progress this many times")
-    max_work_ms: int = Field(default=10_000, ge=1, le=600_000, description="the longest job a client may ask for")
+    max_work_ms: int = Field(default=3_000, ge=1, le=600_000, description="the longest job a client may ask for")
     pg_heartbeat_s: float = Field(default=0.5, gt=0, le=60, description="pg_queue: a worker's heartbeat period")
     pg_stalled_s: float = Field(default=2.0, gt=0, le=600, description="pg_queue: a job whose worker's heartbeat "
                                 "is older than this is retried (redelivered) by a sweep")
