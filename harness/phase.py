@@ -146,6 +146,8 @@ def server_metrics(prom: Prometheus, module: ModuleSpec, settings: Settings, var
                                          prom.increase(with_labels(metric.denominator, **labels), start, end))
         elif metric.kind == "increase":
             metrics[metric.name] = prom.increase(selector, start, end)
+        elif metric.kind == "rate":
+            metrics[metric.name] = ratio(prom.increase(selector, start, end), end - start)
         else:
             metrics[metric.name] = prom.over_window(selector, metric.reduce, start, end)
     served = prom.increase(with_labels("harness_http_request_duration_seconds_count", **labels), start, end)

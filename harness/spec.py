@@ -127,14 +127,15 @@ class ServerMetric(_Frozen):
     """A server-side number per variant over each phase's measured window, from Prometheus.
 
     kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
-    one counter; kind "gauge": a gauge reduced over the window (max, min, avg or last).
+    one counter; kind "rate": its increase per second of the window; kind "gauge": a gauge reduced over
+    the window (max, min, avg or last).
     Selectors are plain metric selectors; `module` and `variant` labels are added to each.
     """
 
     name: str = Field(pattern=ID)
     label: str = Field(min_length=1)
     unit: str = ""
-    kind: Literal["ratio", "increase", "gauge"] = "ratio"
+    kind: Literal["ratio", "increase", "rate", "gauge"] = "ratio"
     numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
     denominator: str | None = None
     reduce: Literal["max", "min", "avg", "last"] = "max"

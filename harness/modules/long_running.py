@@ -81,9 +81,9 @@ SPEC = ModuleSpec(
                  options=_work(200, "--poison-share", "0.2")),
         Scenario(name="scale_workers_1", description="closed model, 48 users, 1 s jobs, one worker per queue "
                  "taking jobs: the queue's completion rate with one worker", variants=QUEUED, users=48,
-                 duration_s=5, warmup_s=1, knobs=_second_worker(False), options=_work(1000)),
+                 duration_s=4, warmup_s=1, knobs=_second_worker(False), options=_work(1000)),
         Scenario(name="scale_workers_2", description="the same with both workers taking jobs",
-                 variants=QUEUED, users=48, duration_s=5, warmup_s=1, knobs=_second_worker(True),
+                 variants=QUEUED, users=48, duration_s=4, warmup_s=1, knobs=_second_worker(True),
                  options=_work(1000)),
     ),
     main_scenario="long_jobs",
@@ -93,6 +93,8 @@ SPEC = ModuleSpec(
     server_metrics=(
         ServerMetric(name="enqueued", label="jobs enqueued", kind="increase",
                      numerator="harness_lr_jobs_enqueued_total"),
+        ServerMetric(name="completed_per_s", label="jobs completed/s (server)", kind="rate",
+                     numerator="harness_lr_jobs_completed_total"),
         ServerMetric(name="retried", label="attempts retried", kind="increase",
                      numerator="harness_lr_jobs_retried_total"),
         ServerMetric(name="dead_lettered", label="jobs dead-lettered", kind="increase",
@@ -120,14 +122,14 @@ SPEC = ModuleSpec(
         InvariantSpec(name="unkeyed_doubles", sentence="jobs whose side effect, done without the idempotency key, "
                       "happened more than once (a finding: what the key prevents)", enforced_for=()),
     ),
-    columns=("rps", "p50_ms", "p99_ms", "failures", "completion_rps", "completion_p50_ms", "completion_p99_ms",
-             "enqueued", "retried", "dead_lettered", "redeliveries", "redelivery_s", "start_delay_s", "depth_peak",
-             "cpu_ms_per_request", "target_rate", "dropped"),
-    compare=("p50_ms", "p99_ms", "completion_rps", "completion_p99_ms"),
-    progress=("completion_rps", "completion_p99_ms", "redeliveries"),
-    bar_plots=("completion_rps",),
+    columns=("rps", "p50_ms", "p99_ms", "failures", "completed_per_s", "completion_rps", "completion_p50_ms",
+             "completion_p99_ms", "enqueued", "retried", "dead_lettered", "redeliveries", "redelivery_s",
+             "start_delay_s", "depth_peak", "cpu_ms_per_request", "target_rate", "dropped"),
+    compare=("p50_ms", "p99_ms", "completed_per_s", "completion_p99_ms"),
+    progress=("completed_per_s", "completion_p99_ms", "redeliveries"),
+    bar_plots=("completed_per_s",),
     line_plots=(LinePlot(title="Completion rate against worker processes", x_label="workers taking jobs",
-                         x=(("scale_workers_1", 1), ("scale_workers_2", 2)), metrics=("completion_rps",)),),
+                         x=(("scale_workers_1", 1), ("scale_workers_2", 2)), metrics=("completed_per_s",)),),
     # Thresholds: from measured runs on a shared 2-core machine, with margin (the workshop page has the runs).
     claims=(
         Claim("saturation_accept_flat", "At saturation, pg_queue's p99 acceptance latency is at most 0.7x sync's "
@@ -137,13 +139,13 @@ SPEC = ModuleSpec(
               "sync's p99 request latency.", "p99_ms", "redis_queue", "<=", 0.7, baseline="sync",
               scenario="saturation"),
         Claim("sync_bounded", "At saturation, sync completes at most 40 jobs/s: its 8 request slots over 200 ms jobs.",
-              "completion_rps", "sync", "<=", 40, scenario="saturation",
+              "completed_per_s", "sync", "<=", 40, scenario="saturation",
               demonstration="holds by construction: HARNESS_LONG_RUNNING_SYNC_SLOTS bounds the jobs at work"),
         Claim("long_accept_pg", "With 2 s jobs arriving faster than sync's slots finish them (long_jobs), pg_queue's "
-              "p99 acceptance latency is at most 0.1x sync's p99 request latency.", "p99_ms", "pg_queue", "<=", 0.1,
+              "p99 acceptance latency is at most 0.3x sync's p99 request latency.", "p99_ms", "pg_queue", "<=", 0.3,
               baseline="sync", scenario="long_jobs"),
-        Claim("long_accept_redis", "In long_jobs, redis_queue's p99 acceptance latency is at most 0.1x sync's p99 "
-              "request latency.", "p99_ms", "redis_queue", "<=", 0.1, baseline="sync", scenario="long_jobs"),
+        Claim("long_accept_redis", "In long_jobs, redis_queue's p99 acceptance latency is at most 0.3x sync's p99 "
+              "request latency.", "p99_ms", "redis_queue", "<=", 0.3, baseline="sync", scenario="long_jobs"),
         Claim("long_sync_sheds", "In long_jobs, at least 0.1 of sync's requests fail: with its slots full, a request "
               "waits past the slot timeout and is shed.", "failure_ratio", "sync", ">=", 0.1,
               scenario="long_jobs"),
@@ -191,11 +193,11 @@ SPEC = ModuleSpec(
         Claim("poison_retried_redis", "In poison, redis_queue retries a poisoned job at least 1.5 times before "
               "it dead-letters it.", "retries_per_dead_letter", "redis_queue", ">=", 1.5, scenario="poison"),
         Claim("scale_pg", "With work waiting, pg_queue's completion rate with 2 workers (scale_workers_2) is at least "
-              "1.5x its rate with 1 (scale_workers_1): the jobs wait on I/O, not on the CPU.", "completion_rps",
+              "1.5x its rate with 1 (scale_workers_1): the jobs wait on I/O, not on the CPU.", "completed_per_s",
               "pg_queue", ">=", 1.5, baseline="pg_queue", scenario="scale_workers_2",
               baseline_scenario="scale_workers_1"),
         Claim("scale_redis", "With work waiting, redis_queue's completion rate with 2 workers is at least 1.5x its "
-              "rate with 1.", "completion_rps", "redis_queue", ">=", 1.5, baseline="redis_queue",
+              "rate with 1.", "completed_per_s", "redis_queue", ">=", 1.5, baseline="redis_queue",
               scenario="scale_workers_2", baseline_scenario="scale_workers_1"),
     ),
 )

@@ -58,5 +58,21 @@ def test_request_metrics_count_successes_over_the_window_and_none_when_nothing_s
     assert set(request_metrics(exact, [metric]).values()) == {None}
 
 
+def test_a_rate_server_metric_is_one_counter_per_second_of_the_window():
+    from harness.phase import server_metrics
+    from harness.settings import Settings
+    from harness.spec import ServerMetric
+
+    class Prom:
+        def increase(self, selector, start, end):
+            return 40.0 if selector.startswith("jobs_total") else 100.0
+
+    metric = ServerMetric(name="per_s", label="jobs/s", kind="rate", numerator="jobs_total")
+    found = server_metrics(Prom(), spec(server_metrics=(metric,)), Settings(), "q", 10.0, 30.0)
+    assert found["per_s"] == 2.0
+    with pytest.raises(ValueError, match="only a ratio"):
+        ServerMetric(name="per_s", label="jobs/s", kind="rate", numerator="a", denominator="b")
+
+
 def test_long_running_declares_its_completion_metrics():
     assert "completion_rps" in get_module("long_running").request_metric_labels
