@@ -15,6 +15,10 @@ A claim can compare two ratios: with `against`, "pattern p99_ms / naive p99_ms >
 naive p50_ms" (the tail improves least). Its sentence states its threshold in words (`threshold_phrase`:
 "at most 0.75x", "at least 0.99", "exactly 0"), and the spec test holds every sentence to it.
 
+A claim about something that must happen first (a backlog to catch up on, a forged request to refuse)
+names the metric that counts it (`attempts`): when it is 0 or missing for a variant the claim reads,
+the claim is unmeasured, never held on nothing.
+
 A claim that restates an enforced invariant or holds by construction is a demonstration (`demonstration`
 says why): checked like any claim, counted apart, never evidence for the pattern; a failed one still fails
 the run, since then the harness or the target is broken.
@@ -48,6 +52,7 @@ class Claim:
     scenario: str = "default"  # the summary group: "<scenario>" or "<scenario>.<load>"
     against: str | None = None  # a second metric: metric's ratio to the baseline is compared with this one's
     demonstration: str = ""  # why it is no evidence (restates an enforced invariant, holds by construction)
+    attempts: str | None = None  # a metric counting what the claim speaks of (backlogs, bad completes tried)
     baseline_scenario: str | None = None  # the baseline's group when it is another one (same variant, 1 vs 2 workers)
 
     def __post_init__(self) -> None:
@@ -128,10 +133,12 @@ def _ratio_text(span: censored.Interval) -> str:
     return censored.describe(censored.value_of(span), lambda v: f"{v:.3g}")
 
 
-def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> Verdict:
+def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None,
+          not_run: dict[str, str] | None = None) -> Verdict:
     """Check one claim against a run summary {group: {variant: {metric: value}}}.
 
-    `invalid` maps (group, variant) to the reasons its phases cannot be trusted (over budget).
+    `invalid` maps (group, variant) to the reasons its phases cannot be trusted (over budget);
+    `not_run` maps a scenario left out of the run to why (a limit this machine cannot set).
     """
 
     def verdict(status: str, detail: str, measured=None, baseline=None, ratio=None) -> Verdict:
@@ -149,7 +156,9 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     group, base_group = summary.get(claim.scenario), summary.get(base_scenario)
     for name, found in ((claim.scenario, group), (base_scenario, base_group)):
         if found is None:
-            return verdict(NOT_RUN, f"scenario {name} was not part of this run")
+            why = (not_run or {}).get(name.partition(".")[0])
+            return verdict(NOT_RUN, f"scenario {name} was not run here: {why}" if why else
+                           f"scenario {name} was not part of this run")
     reads = [(claim.scenario, claim.variant), *([(base_scenario, claim.baseline)] if claim.baseline else [])]
     for scenario, variant in reads:
         if variant not in summary[scenario]:
@@ -157,6 +166,13 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     reasons = [r for key in reads for r in (invalid or {}).get(key, [])]
     if reasons:
         return verdict(INVALID, "; ".join(reasons))
+    if claim.attempts is not None:
+        for scenario, variant in reads:
+            tried = summary[scenario][variant].get(claim.attempts)
+            span = censored.interval(tried)
+            if span is None or span.hi <= 0:
+                return verdict(UNMEASURED, f"{variant} {claim.attempts} = {_show(tried) if span else 'no value'} in "
+                               f"{scenario}: nothing the claim speaks of was tried, so nothing was measured")
     needs = f"needs {claim.op} {claim.threshold:g}"
     if claim.baseline is None:
         measured = group[claim.variant].get(claim.metric)
@@ -186,5 +202,6 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     return decided(both, detail, first_ratio, second_ratio, censored.value_of(both))
 
 
-def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None) -> list[Verdict]:
-    return [check(claim, summary, invalid) for claim in claims]
+def check_all(claims, summary: dict, invalid: dict[tuple[str, str], list[str]] | None = None,
+              not_run: dict[str, str] | None = None) -> list[Verdict]:
+    return [check(claim, summary, invalid, not_run) for claim in claims]

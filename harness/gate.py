@@ -48,8 +48,10 @@ def invalid_reads(phases: list[Phase]) -> dict[tuple[str, str], list[str]]:
     return invalid
 
 
-def verdicts(claims, summary: dict[str, dict[str, VariantSummary]], phases: list[Phase]) -> list[ClaimVerdict]:
-    return [ClaimVerdict.model_validate(v.to_dict()) for v in check_all(claims, summary, invalid_reads(phases))]
+def verdicts(claims, summary: dict[str, dict[str, VariantSummary]], phases: list[Phase],
+             not_run: dict[str, str] | None = None) -> list[ClaimVerdict]:
+    return [ClaimVerdict.model_validate(v.to_dict())
+            for v in check_all(claims, summary, invalid_reads(phases), not_run)]
 
 
 def passed(run: Run) -> bool:

@@ -10,16 +10,17 @@ server metrics say.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import faults, noise, summary
+from harness import faults, limits, noise, pids, summary
 from harness.modules import locustfile, url
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus, ratio, with_labels
@@ -94,7 +95,7 @@ def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, settings:
     schedule = faults.FaultSchedule(plan.spec.scenario(spec.scenario).faults, *_stack_faults(settings), time.time)
     sampler = noise.Sampler(_run_pids(plan, settings))
     deadline = time.monotonic() + spec.duration_s + spec.warmup_s + GRACE_S
-    with log_path.open("w") as log:
+    with log_path.open("w") as log, limited(plan.spec.scenario(spec.scenario).limits, settings):
         process = subprocess.Popen(locust_command(plan, spec, run_dir, run_id), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
@@ -124,6 +125,23 @@ def run_phase(plan: Plan, spec: PhaseSpec, run_dir: Path, run_id: str, settings:
     exact = json.loads(results_file.read_text())
     exact["noise"] = sampler.window(exact["measured_start"], exact["end"])
     return exact, records
+
+
+@contextlib.contextmanager
+def limited(declared, settings: Settings) -> Iterator[None]:
+    """The scenario's resource limits on its stores, for the whole Locust process (harness/limits.py)."""
+    from harness.stack import Stack
+
+    with contextlib.ExitStack() as held:
+        for limit in declared:
+            stack = Stack(settings)
+            stack._load()
+            if not stack.owns(limit.service):
+                raise PhaseFailed(f"a limit on {limit.service} needs the embedded stack: the harness did not start "
+                                  f"{limit.service} here, so this scenario cannot run as declared")
+            tree = pids.tree(stack.state[limit.service]["pid"])
+            held.enter_context(limits.cpu_limited(f"{settings.port_offset}-{limit.service}", tree, limit.cpus))
+        yield
 
 
 def check_undone(spec: PhaseSpec, records: list[dict]) -> None:

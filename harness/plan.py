@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness import limits
 from harness.shapes import PROFILES
 from harness.spec import ModuleSpec, Scenario, Sweep
 
@@ -58,6 +59,7 @@ class Plan:
     rate: float | None = None  # open model at this rate for every load; a sweep starts here
     arrivals: str = "fixed"
     knee_p99_ms: float | None = None  # a sweep's p99 bound, instead of the scenario's
+    not_run: dict[str, str] = field(default_factory=dict)  # scenario -> why it cannot run here (its limits)
     sweep_cap_s: float | None = None  # a sweep pass's time cap, instead of the scenario's
     processes: int = 1  # Locust worker processes on this machine (its own distributed mode)
     variants_chosen: bool = True  # False: each scenario runs the variants it names, else the defaults
@@ -125,7 +127,8 @@ class Plan:
 
     def parameters(self) -> dict:
         variants = dict.fromkeys(v for name in self.scenarios for v in self.scenario_variants(name))
-        return {"variants": list(variants), "scenarios": self.scenarios, "profile": self.profile,
+        return {"variants": list(variants), "scenarios": self.scenarios,
+                **({"not_run": self.not_run} if self.not_run else {}), "profile": self.profile,
                 "model": self.model, "rate": self.rate, "arrivals": self.arrivals, "knee_p99_ms": self.knee_p99_ms,
                 "sweep_cap_s": self.sweep_cap_s, "processes": self.processes, "users": self.users,
                 "duration_s": self.duration_s, "warmup_s": self.warmup_s, "repeat": self.repeat,
@@ -150,6 +153,11 @@ def make_plan(spec: ModuleSpec, variants: list[str] | None = None, scenarios: li
                 list(scenarios or spec.default_scenarios or known_scenarios), variants_chosen=bool(variants),
                 **options)
     plan.scenarios = [s for s in plan.scenarios if plan.scenario_variants(s)]
+    limit_problem = limits.unavailable()
+    plan.not_run = {s: limit_problem for s in plan.scenarios if spec.scenario(s).limits and limit_problem}
+    plan.scenarios = [s for s in plan.scenarios if s not in plan.not_run]
+    if not plan.scenarios and plan.not_run:
+        raise PlanError(f"no phase to run: {'; '.join(f'{s}: {why}' for s, why in plan.not_run.items())}")
     if not plan.scenarios:
         raise PlanError(f"no phase to run: scenarios {scenarios or known_scenarios} have none of the variants "
                         f"{plan.variants}")

@@ -52,7 +52,7 @@ def conclude(run: Run, plan: Plan, histograms: dict[int, str]) -> Run:
     bounds = {name: s.p99_bound_ms for name in plan.scenarios if (s := plan.sweep(name)) is not None}
     run.curves = sweep.curves(run.phases, bounds)
     run.summary = summary.summarize_run(run.phases, histograms, run.curves)
-    run.claims = gate.verdicts(plan.spec.claims, run.summary, run.phases)
+    run.claims = gate.verdicts(plan.spec.claims, run.summary, run.phases, plan.not_run)
     run.invariants = summary.invariant_rows(run.phases)
     run.faults = [RunFault(phase=p.index, **f.dump()) for p in run.phases for f in p.faults]
     run.passed = gate.passed(run)

@@ -87,6 +87,15 @@ class Knob(_Frozen):
     value: bool | int | float | str
 
 
+class Limit(_Frozen):
+    """A resource limit on a stack service for a scenario's phases (harness/limits.py): `cpus` CPU seconds
+    per second for every process of `service`, so the store is the bottleneck as on a system whose app
+    tier scales out. Where it cannot be set, the scenario is not run, with the reason."""
+
+    service: str = Field(pattern=ID, description="a store of the stack (postgres, redis, kafka, s3)")
+    cpus: float = Field(gt=0, le=64)
+
+
 class Scenario(_Frozen):
     name: str = Field(pattern=ID)
     description: str = ""
@@ -101,6 +110,7 @@ class Scenario(_Frozen):
         default_factory=dict, description="a variant's own budget where it fails by design (retries exhausted)")
     faults: tuple[Fault, ...] = ()
     knobs: tuple[Knob, ...] = Field(default=(), description="settings of the target or a process for its phases")
+    limits: tuple[Limit, ...] = Field(default=(), description="resource limits on stores for its phases")
     options: tuple[str, ...] = Field(default=(), description="extra Locust arguments for this scenario's phases")
 
     @model_validator(mode="after")
@@ -128,7 +138,8 @@ class ServerMetric(_Frozen):
 
     kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
     one counter; kind "rate": its increase per second of the window; kind "gauge": a gauge reduced over
-    the window (max, min, avg or last).
+    the window (max, min, avg or last; "rise": its max over the window minus its value when the window
+    starts, how much the window raised it).
     Selectors are plain metric selectors; `module` and `variant` labels are added to each.
     """
 
@@ -138,7 +149,7 @@ class ServerMetric(_Frozen):
     kind: Literal["ratio", "increase", "rate", "gauge"] = "ratio"
     numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
     denominator: str | None = None
-    reduce: Literal["max", "min", "avg", "last"] = "max"
+    reduce: Literal["max", "min", "avg", "last", "rise"] = "max"
     format: Literal["num", "percent"] = "num"
 
     @model_validator(mode="after")
@@ -284,6 +295,7 @@ class ModuleSpec(BaseModel):
             need(f"scenarios.{scenario.name}.variants", scenario.variants or (), variants)
             services = (*self.services, self.id, *(p.name for p in self.processes))
             need(f"scenarios.{scenario.name}.faults.service", [f.service for f in scenario.faults], services)
+            need(f"scenarios.{scenario.name}.limits.service", [lim.service for lim in scenario.limits], self.services)
             need(f"scenarios.{scenario.name}.knobs.service", [k.service for k in scenario.knobs], self.knob_services)
             need(f"scenarios.{scenario.name}.error_budgets", scenario.error_budgets,
                  scenario.variants or variants)

@@ -127,12 +127,23 @@ def admin_route(path: str, endpoint: Callable, *, methods: list[str], **kwargs) 
                     responses=error_responses(401, 403, 404), **kwargs)
 
 
+class InFlight:
+    """Requests under `/<variant>/` whose answer has not started yet: work whose outcome is still being
+    decided (a retry, a lock wait, a commit). /healthz reports it, so an invariant check waits for it to
+    reach 0 before it reads the stores (`harness.loadgen.drained`). A stream counts until its first byte;
+    a held long poll until it answers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class MetricsMiddleware:
     """Times every request under `/<variant>/` and labels it with the variant and the route template.
     Metric children are bound once per (variant, endpoint, status), not looked up per request."""
 
-    def __init__(self, app, module: str, variants: Sequence[str]) -> None:
+    def __init__(self, app, module: str, variants: Sequence[str], in_flight: InFlight | None = None) -> None:
         self.app, self.module, self.variants = app, module, frozenset(variants)
+        self.in_flight = in_flight or InFlight()
         self.latency: dict[tuple[str, str], object] = {}
         self.responses: dict[tuple[str, str, int], object] = {}
 
@@ -141,17 +152,23 @@ class MetricsMiddleware:
         variant = path[1:].partition("/")[0] if path.startswith("/") else ""
         if variant not in self.variants:  # also `OPTIONS *`, /healthz, /metrics, /openapi.json
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 500
+        start, status, undecided = time.perf_counter(), 500, True
+        self.in_flight.count += 1
 
         async def send_with_status(message) -> None:
-            nonlocal status
+            nonlocal status, undecided
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if undecided:
+                    undecided = False
+                    self.in_flight.count -= 1
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            if undecided:
+                self.in_flight.count -= 1
             self._observe(scope, variant, status, time.perf_counter() - start)
 
     def _observe(self, scope, variant: str, status: int, seconds: float) -> None:
@@ -215,8 +232,9 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 async def healthz(request: Request) -> JSONResponse:
     """200 "ok", or 200 "degraded" when only optional resources are down; 503 when a required one is."""
     state = request.app.state
+    in_flight = state.in_flight.count
     if not state.ready:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "starting", "in_flight": in_flight}, status_code=503)
     report, required_ok, optional_ok = {}, True, True
     for resource in state.resources.values():
         try:
@@ -226,7 +244,8 @@ async def healthz(request: Request) -> JSONResponse:
             report[resource.name] = f"{type(exc).__name__}: {exc}"
             optional_ok, required_ok = (False, required_ok) if resource.optional else (optional_ok, False)
     status = "unhealthy" if not required_ok else ("ok" if optional_ok else "degraded")
-    body = {"status": status, "module": state.module, "variants": state.variants, "resources": report}
+    body = {"status": status, "module": state.module, "variants": state.variants, "resources": report,
+            "in_flight": in_flight}
     return JSONResponse(body, status_code=200 if required_ok else 503)
 
 
@@ -280,6 +299,6 @@ def create_app(module: str, variants: Sequence[str], *, routes: Sequence[BaseRou
                   exception_handlers={**handlers, HTTPException: _http_error, RequestValidationError: _invalid_request})
     app.state.module, app.state.variants, app.state.settings = module, list(variants), settings
     app.state.resources = {resource.name: resource for resource in resources}
-    app.state.ready = False
-    app.add_middleware(MetricsMiddleware, module=module, variants=variants)
+    app.state.ready, app.state.in_flight = False, InFlight()
+    app.add_middleware(MetricsMiddleware, module=module, variants=variants, in_flight=app.state.in_flight)
     return app

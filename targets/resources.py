@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
@@ -59,14 +59,19 @@ class Postgres:
     restart the pool replaces its dead connections instead of failing the requests that draw them.
 
     Its `exception_handlers`: input the database rejects (`psycopg.DataError`) is a 422 with the
-    database's message, never a 500; no connection in time or a database gone is a 503."""
+    database's message, never a 500; no connection in time or a database gone is a 503.
+
+    `cost_of=(module, variants)`: also export what the store itself spends (commits, WAL, its CPU;
+    targets/store_cost.py), labelled with the module and each variant."""
 
     name, optional = "postgres", False
 
-    def __init__(self, dsn: str, *, size: int = 16, wait_s: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, size: int = 16, wait_s: float = 10.0,
+                 cost_of: tuple[str, Sequence[str]] | None = None) -> None:
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+        self.dsn, self.cost_of, self.cost = dsn, cost_of, None
         self.pool = AsyncConnectionPool(dsn, min_size=min(4, size), max_size=size, timeout=wait_s, open=False,
                                         kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection)
         self.exception_handlers = {psycopg.DataError: _rejected_by_database, PoolTimeout: _database_unavailable,
@@ -74,12 +79,18 @@ class Postgres:
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
+        if self.cost_of is not None:
+            from targets.store_cost import store_cost
+
+            self.cost = store_cost(self.dsn, *self.cost_of)
 
     async def check(self) -> None:
         async with self.pool.connection(timeout=2) as conn:
             await conn.execute("SELECT 1")
 
     async def close(self) -> None:
+        if self.cost is not None:
+            self.cost.close()
         await self.pool.close()
 
 

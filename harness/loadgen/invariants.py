@@ -1,13 +1,16 @@
 """Invariants: correctness checks against the real stores when a phase ends.
 
-A locustfile registers a check for names its module's spec declares (`@plugin.invariant("lost_writes",
-"duplicate_writes")`). A check may carry a settle callable: the runner polls it until it says the
-system is quiescent, within a bound; past the bound the check is not run and its invariants fail with
-a detail saying so (an asynchronous consumer that never catches up must not pass). A check that
-raises fails its invariants too, with the exception in the detail. Each result dict says whether the
-spec enforces the invariant for the variant (`enforced`): this is the one place that decides it; the
-run record stores it and the summary, gate, report and CLI read the stored field. `passed` is always
-the truth of the check.
+A locustfile registers a check for names its module's spec declares
+(`@plugin.invariant("lost_writes", "duplicate_writes")`). Before a check reads, the target's in-
+flight work must end: the runner polls the target's /healthz until no request under a variant is
+still undecided (a retry, a lock wait, a commit that lands after Locust stopped its users), within
+the check's bound (`drain=False` for checks that read only the clients' own logs). A check may also
+carry a settle callable: the runner polls it until it says the system is quiescent, within a bound;
+past the bound the check is not run and its invariants fail with a detail saying so (an asynchronous
+consumer that never catches up must not pass). A check that raises fails its invariants too, with
+the exception in the detail. Each result dict says whether the spec enforces the invariant for the
+variant (`enforced`): this is the one place that decides it; the run record stores it and the
+summary, gate, report and CLI read the stored field. `passed` is always the truth of the check.
 
 The comparisons below are pure functions of explicit inputs (id sets, entries, rows), so tests run
 them on deliberately broken cases without a Locust run.
@@ -21,6 +24,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
+
 from harness.spec import InvariantResult, ModuleSpec
 
 log = logging.getLogger("harness")
@@ -33,6 +38,7 @@ class Check:
     run: Callable[[Any], Iterable[InvariantResult]]
     settle: Callable[[Any], bool] | None = None
     settle_timeout_s: float = 30.0
+    drain: bool = True
 
 
 class Invariants:
@@ -43,7 +49,8 @@ class Invariants:
         self.declared = {i.name: i for i in spec.invariants}
         self.checks: list[Check] = []
 
-    def register(self, *names: str, settle: Callable[[Any], bool] | None = None, settle_timeout_s: float = 30.0):
+    def register(self, *names: str, settle: Callable[[Any], bool] | None = None, settle_timeout_s: float = 30.0,
+                 drain: bool = True):
         if not names:
             raise ValueError("name the invariants this check returns, e.g. @plugin.invariant('lost_writes')")
         unknown = [n for n in names if n not in self.declared]
@@ -54,7 +61,7 @@ class Invariants:
             raise ValueError(f"settle_timeout_s must be > 0, got {settle_timeout_s}")
 
         def decorator(check: Callable[[Any], Iterable[InvariantResult]]):
-            self.checks.append(Check(tuple(names), check, settle, settle_timeout_s))
+            self.checks.append(Check(tuple(names), check, settle, settle_timeout_s, drain))
             return check
 
         return decorator
@@ -70,6 +77,10 @@ def run_check(check: Check, context: Any) -> list[InvariantResult]:
         return [InvariantResult(name, 1, "== 0", False, detail) for name in check.names]
 
     try:
+        host = getattr(context, "host", None) if check.drain else None
+        if host and (left := in_flight_after(host, check.settle_timeout_s)):
+            return failed(f"not checked: the target still had {left} requests in flight after "
+                          f"{check.settle_timeout_s:g} s")
         if check.settle is not None and not wait_until(lambda: check.settle(context), check.settle_timeout_s):
             return failed(f"not checked: the system was not quiescent within {check.settle_timeout_s:g} s")
         results = list(check.run(context))
@@ -92,6 +103,28 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, interval_s: float = 
         if clock() >= deadline:
             return False
         sleep(min(interval_s, max(0.0, deadline - clock())))
+
+
+def in_flight(host: str) -> int:
+    """The target's requests still being decided (its /healthz `in_flight`); 0 when nothing answers
+    there: a stopped target has no work in flight."""
+    try:
+        body = requests.get(f"{host.rstrip('/')}/healthz", timeout=5).json()
+    except (requests.ConnectionError, requests.Timeout):
+        return 0
+    if "in_flight" not in body:
+        raise RuntimeError(f"{host}/healthz reports no in_flight count: is it a pattern-harness target?")
+    return int(body["in_flight"])
+
+
+def in_flight_after(host: str, timeout_s: float, interval_s: float = 0.1) -> int:
+    """Wait until the target at `host` has no request in flight (0), or return how many it still has."""
+    left = in_flight(host)
+    deadline = time.monotonic() + timeout_s
+    while left and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        left = in_flight(host)
+    return left
 
 
 class Quiescence:

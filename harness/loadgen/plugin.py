@@ -20,6 +20,7 @@ import gevent
 import locust
 from locust.env import Environment
 from locust.event import Events
+from locust.rpc import Message
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
 from harness.loadgen import bootstrap, exporter, knobs, merge, options
@@ -32,6 +33,7 @@ from harness.spec import Knob, ModuleSpec
 
 __all__ = ["Paced", "Plugin", "failure_reason", "setup"]
 log = logging.getLogger("harness")
+FINALS_TIMEOUT_S = 15.0  # how long a stopping master waits for its workers' last samples
 
 
 def _cpu_seconds() -> float:
@@ -67,10 +69,12 @@ class Plugin:
         self.refused = ""  # why this test's knobs could not be set: it has no results
 
     # --- the locustfile's API ---------------------------------------------------------------
-    def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0):
+    def invariant(self, *names: str, settle=None, settle_timeout_s: float = 30.0, drain: bool = True):
         """Decorator: register a check returning InvariantResults for these spec-declared names, run
-        against the real stores when the test stops (after `settle(environment)` says quiescent)."""
-        return self._invariants.register(*names, settle=settle, settle_timeout_s=settle_timeout_s)
+        against the real stores when the test stops: after the target's in-flight requests have ended
+        (unless `drain=False`: the check reads only the clients' logs) and `settle(environment)` says
+        quiescent."""
+        return self._invariants.register(*names, settle=settle, settle_timeout_s=settle_timeout_s, drain=drain)
 
     def tally(self, name: str, amount: int = 1) -> None:
         """Count something the invariants need; summed across workers on the master."""
@@ -244,12 +248,28 @@ class Plugin:
             runner.send_message("harness_final", {**self.recorder.take_delta(), "cpu_seconds": self.load_cpu_seconds})
             return
         if isinstance(runner, MasterRunner) and len(self.workers.finals) < runner.worker_count:
-            # Stopped by --run-time or a signal, Locust's master fires test_stop before its workers stop;
-            # their last samples arrive as Locust quits, so the results are written then.
-            self.pending_results = True
-            return
+            # Stopped by --run-time or a signal, Locust's master fires test_stop before its workers stop,
+            # then tells them to quit and stops listening half a second later: a worker slower than that
+            # (a loaded machine) lost its last samples, all of them in a window shorter than its 3 s
+            # reports. So the master stops its workers itself and waits here, still listening, for each
+            # one's final samples; any still missing are written at quit and named in the results.
+            self._collect_finals(runner)
+            if len(self.workers.finals) < runner.worker_count:
+                self.pending_results = True
+                return
         # After the locustfile's own test_stop listeners (background writers stopped), not inside them.
         self.finishing = gevent.spawn(self._finish)
+
+    def _collect_finals(self, runner: MasterRunner, timeout_s: float = FINALS_TIMEOUT_S) -> None:
+        for client in runner.clients.all:
+            if client.id not in self.workers.finals:
+                runner.server.send_to_client(Message("stop", None, client.id))
+        deadline = time.monotonic() + timeout_s
+        while len(self.workers.finals) < runner.worker_count and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        if len(self.workers.finals) < runner.worker_count:
+            log.warning("%d of %d workers sent no final samples within %g s", runner.worker_count -
+                        len(self.workers.finals), runner.worker_count, timeout_s)
 
     def _finish(self) -> None:
         self.pending_results = False

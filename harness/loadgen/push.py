@@ -63,7 +63,10 @@ class PushUser(User):
     """Shared bookkeeping; subclasses implement `subscribe()` (one connection or poll loop)."""
 
     abstract = True
-    wait_time = constant(1)  # only between reconnects
+    # Between reconnects only: the first retry after 50 ms, doubling up to 0.4 s while the server refuses,
+    # so a subscriber is back within 0.4 s of the server accepting again (a prompt client: what it
+    # missed must come from the resume protocol, not from having waited for the server to catch up).
+    reconnect_first_s, reconnect_max_s = 0.05, 0.4
     path = "/"
     query: dict = {}
     resume = True
@@ -74,6 +77,12 @@ class PushUser(User):
         super().__init__(environment)
         self.sequence = Sequence()
         self.connections = 0
+        self.reconnect_s = self.reconnect_first_s
+        self.refused_since: float | None = None  # the first refused attempt of the current outage
+
+    def wait_time(self) -> float:
+        wait, self.reconnect_s = self.reconnect_s, min(self.reconnect_max_s, self.reconnect_s * 2)
+        return wait
 
     def decode(self, raw: bytes | str | dict) -> tuple[int, float]:
         message = raw if isinstance(raw, dict) else json.loads(raw)
@@ -108,11 +117,22 @@ class PushUser(User):
             plugin.tally(name, amount)
 
     def connected(self, started: float, exception: BaseException | None = None) -> None:
-        self.fire(CONNECT, (time.time() - started) * 1000, started, exception)
-        if exception is None:
-            self.connections += 1
-            if self.connections > 1:
-                self.tally("reconnects")
+        """A connection attempt's outcome. While the server refuses, only the first refused attempt of the
+        outage is a failed `connect` (the prompt retries after it are one outage, tallied as
+        `connect_retries`); the successful one after them is timed from that first attempt."""
+        if exception is not None:
+            if self.refused_since is None:
+                self.refused_since = started
+                self.fire(CONNECT, (time.time() - started) * 1000, started, exception)
+            else:
+                self.tally("connect_retries")
+            return
+        since, self.refused_since = self.refused_since or started, None
+        self.fire(CONNECT, (time.time() - since) * 1000, since)
+        self.reconnect_s = self.reconnect_first_s
+        self.connections += 1
+        if self.connections > 1:
+            self.tally("reconnects")
 
     def dropped(self, exception: BaseException, fire: bool = True) -> None:
         self.tally("disconnects")

@@ -231,7 +231,7 @@ def _zero_series() -> None:
 def build(settings: TargetSettings | None = None, knobs: Settings | None = None):
     """The app; `settings` and `knobs` replace the env (tests build their own app this way)."""
     settings, knobs = settings or TargetSettings(), knobs or Settings()
-    pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
+    pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size, cost_of=(MODULE, VARIANTS))
     redis = Redis(settings.redis_url, optional=True)  # only the redis_* variants need it; they answer 503 without
     lock = RedisLock(pg, redis, knobs.lock_ttl_ms, knobs.lock_wait_ms)
     strategies = [Naive(pg), Pessimistic(pg), Optimistic(pg, knobs.max_retries, knobs.backoff_ms, knobs.backoff_cap_ms),

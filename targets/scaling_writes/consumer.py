@@ -41,6 +41,7 @@ from targets.resources import Postgres
 from targets.scaling_writes.metrics import (
     BATCH_ROWS,
     CATCHUP,
+    CAUGHT_UP,
     CONSUMED,
     FLUSH_SECONDS,
     LAG,
@@ -195,13 +196,17 @@ class LagMonitor:
 
     def track(self, lag: int, now: float) -> None:
         """A backlog episode runs from the first sample above the threshold (right after a restart, that is
-        the consumer's start) until the lag is back under it. Its length is shown for HOLD_S, then 0, so a
-        phase's max over its window sees only its own episodes."""
+        the consumer's start) until the lag is back under it. While it is open the gauge shows its age
+        (a backlog still open when a window ends reads as long as it has lasted, never 0); once it ends,
+        its length for HOLD_S, then 0, so a phase's max over its window sees only its own episodes.
+        CAUGHT_UP counts the episodes that ended: a claim on the catch-up needs one."""
         if lag > self.threshold:
             self.behind_since = self.behind_since or now
             self.peak = max(self.peak or 0, lag)
+            labelled(CATCHUP).set(now - self.behind_since)
         elif self.behind_since is not None:
             labelled(CATCHUP).set(now - self.behind_since)
+            labelled(CAUGHT_UP).inc()
             log.info("caught up: lag peaked at %d, behind for %.2f s", self.peak, now - self.behind_since)
             self.behind_since, self.peak, self.shown_until = None, None, now + HOLD_S
         elif self.shown_until and now > self.shown_until:
@@ -216,7 +221,7 @@ def build() -> Starlette:
     consumer = Consumer(settings.pg_dsn, bootstrap, writes.consumer_max_records)
     monitor = LagMonitor(bootstrap, writes.caught_up_lag)
     state = {"ready": False}
-    for metric in (LAG, CATCHUP, VISIBLE_P95):
+    for metric in (LAG, CATCHUP, CAUGHT_UP, VISIBLE_P95):
         labelled(metric)  # a 0 series from the start: the dashboards show the consumer is there
 
     @contextlib.asynccontextmanager

@@ -136,7 +136,7 @@ class Ingest:
 def build(settings: TargetSettings | None = None, writes: Settings | None = None, bootstrap: str | None = None):
     """The app; the arguments replace the env (tests build their own app this way)."""
     settings, writes = settings or TargetSettings(), writes or Settings()
-    pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size)
+    pg = Postgres(settings.pg_dsn, size=settings.pg_pool_size, cost_of=(MODULE, VARIANTS))
     kafka = Kafka(bootstrap or BrokerSettings().kafka_bootstrap)
     batcher = MicroBatcher(lambda rows: copy_rows(pg, rows), writes.batch_max_rows, writes.batch_max_ms)
     ingest = Ingest(pg, kafka, batcher)

@@ -12,7 +12,9 @@ series carries `module` and `variant`:
   harness_writes_consumed_total                 counter    queued: records the consumer read (with redeliveries)
   harness_writes_redelivered_total              counter    queued: records skipped as already present
   harness_writes_consumer_lag                   gauge      queued: high watermark minus committed offset
-  harness_writes_consumer_catchup_seconds       gauge      queued: last backlog's length, shown for 5 s after it
+  harness_writes_consumer_catchup_seconds       gauge      queued: the open backlog's age, else the last one's
+                                                           length, shown for 5 s after it ended
+  harness_writes_consumer_caught_up_total       counter    queued: backlog episodes that ended (caught up)
   harness_writes_visible_delay_seconds          histogram  queued: produce (record timestamp) to row committed
   harness_writes_visible_delay_p95_seconds      gauge      queued: p95 of that delay over the last 5 s
 """
@@ -33,7 +35,9 @@ PRODUCED = Counter("harness_writes_produced", "Events the broker acknowledged", 
 CONSUMED = Counter("harness_writes_consumed", "Records the consumer read", LABELS)
 REDELIVERED = Counter("harness_writes_redelivered", "Records skipped as already present", LABELS)
 LAG = Gauge("harness_writes_consumer_lag", "High watermark minus committed offset, summed", LABELS)
-CATCHUP = Gauge("harness_writes_consumer_catchup_seconds", "Last backlog episode: seconds behind", LABELS)
+CATCHUP = Gauge("harness_writes_consumer_catchup_seconds", "Open backlog's age, else the last one's length",
+                LABELS)
+CAUGHT_UP = Counter("harness_writes_consumer_caught_up", "Backlog episodes that ended", LABELS)
 VISIBLE = Histogram("harness_writes_visible_delay_seconds", "Produce to row committed", LABELS,
                     buckets=SECOND_BUCKETS)
 VISIBLE_P95 = Gauge("harness_writes_visible_delay_p95_seconds", "p95 of the visible delay over the last 5 s", LABELS)

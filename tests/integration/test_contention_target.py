@@ -14,6 +14,7 @@ import requests
 from served import serve
 
 from harness.loadgen import knobs
+from harness.loadgen.invariants import in_flight, in_flight_after, wait_until
 from harness.modules.contention import SAFE
 from harness.modules.contention import SPEC as CONTENTION
 from harness.settings import get_settings
@@ -238,3 +239,23 @@ def test_redis_down_is_503_for_redis_variants_and_the_database_ones_keep_selling
             threading.Event().wait(0.2)
         else:
             pytest.fail("redis_lock did not recover after Redis came back")
+
+
+def test_in_flight_work_is_reported_and_the_checks_wait_for_it(base):
+    """A paused lock holder (1.3 s in its critical section) is in flight on /healthz while it works;
+    `in_flight_after`, which every store-reading invariant check runs first, returns only once it is done
+    (so a sale committed after Locust stopped its users is read, not missed), and gives up with the count
+    when the bound is shorter than the work."""
+    assert put_knobs(base, pause_every=1, pause_count=1).status_code == 200
+    try:
+        event = new_event(base, "redis_lock", capacity=10)
+        with ThreadPoolExecutor(1) as pool:
+            paused = pool.submit(claim, requests.Session(), base, "redis_lock", event)
+            assert wait_until(lambda: in_flight(base) == 1, 5)
+            assert in_flight_after(base, 0.2) == 1  # a bound shorter than the pause: still in flight
+            assert in_flight_after(base, 10) == 0
+            assert paused.done() or paused.result(timeout=5)
+            assert len(sales(event)) == 1  # what the paused holder wrote is in the store when the wait ends
+    finally:
+        assert put_knobs(base).status_code == 200
+    assert in_flight("http://127.0.0.1:1") == 0  # nothing listening: no work in flight

@@ -63,6 +63,11 @@ def test_lost_uploads_and_bad_completes(target_urls, conn, tag):
     broken = {r.name: r for r in client.check_acknowledged(conn, tag, acknowledged | {"f" * 32}, {"a" * 32})}
     assert broken["lost_uploads"].value == 1 and not broken["lost_uploads"].passed
     assert broken["bad_completes_accepted"].value == 1 and not broken["bad_completes_accepted"].passed
+    untried = {r.name: r for r in client.check_acknowledged(conn, tag, acknowledged, set(), bad_tried=0)}
+    assert not untried["bad_completes_accepted"].passed and "no bad complete was attempted" in \
+        untried["bad_completes_accepted"].detail
+    tried = {r.name: r for r in client.check_acknowledged(conn, tag, acknowledged, set(), bad_tried=3)}
+    assert tried["bad_completes_accepted"].passed and "3 attempted" in tried["bad_completes_accepted"].detail
 
 
 def test_resume_check_counts_parts_sent_twice(target_urls, conn, tag):
@@ -77,3 +82,29 @@ def test_resume_check_counts_parts_sent_twice(target_urls, conn, tag):
     resent_all = f"{done['uid']}:{facts['parts']}:{','.join(map(str, facts['sent_before']))}:{everything}"
     broken = client.check_resumes(conn, {resent_all})
     assert broken.value == len(facts["sent_before"]) and not broken.passed
+
+
+def _disk_bytes(path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_a_phase_s_objects_are_pruned_and_their_space_reclaimed(target_urls, s3, tag):
+    """After its checks, a phase's objects and unfinished multipart uploads are deleted under its
+    prefixes, and the store's volumes are compacted: the disk holds results, not load."""
+    data = get_settings().state_dir / "s3"
+    with requests.Session() as session:
+        done = [client.upload(session, target_urls["large_blobs"], "presigned", 16 * client.MIB, tag)
+                for _ in range(4)]
+    unfinished = s3.create_multipart_upload(Bucket=BUCKET, Key=f"multipart/{tag}/unfinished")["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key=f"multipart/{tag}/unfinished", UploadId=unfinished, PartNumber=1,
+                   Body=b"x" * (5 * client.MIB))
+    other = f"presigned/other-{tag}/kept"
+    s3.put_object(Bucket=BUCKET, Key=other, Body=b"another phase's object")
+    before = _disk_bytes(data)
+    prefixes = [f"{variant}/{tag}/" for variant in SPEC.variant_names]
+    master = f"http://127.0.0.1:{get_settings().s3_port + 1}"
+    assert client.prune(s3, BUCKET, prefixes, master_url=master) == len(done)
+    assert not any(s3.list_objects_v2(Bucket=BUCKET, Prefix=p).get("Contents") for p in prefixes)
+    assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"multipart/{tag}/").get("Uploads")
+    assert s3.get_object(Bucket=BUCKET, Key=other)["Body"].read() == b"another phase's object"  # not its prefix
+    assert before - _disk_bytes(data) >= 48 * client.MIB  # at least 3 of the 4 objects' bytes reclaimed

@@ -111,6 +111,20 @@ def test_the_store_refuses_every_forged_upload(base):
 def test_a_store_that_accepts_a_forged_upload_is_reported_not_enforced():
     verdict = client.security_verdict("expired_url", 200, "", 201)
     assert verdict.value == 1 and not verdict.passed and "NOT ENFORCED" in verdict.detail
+    tampered = client.security_verdict("tampered_signature", 200, "", 409)  # took a tampered signature
+    assert tampered.value == 1 and not tampered.passed and "NOT ENFORCED" in tampered.detail
+
+
+def test_a_store_that_refuses_everything_proves_nothing():
+    """A store answering 403 AccessDenied to every request would refuse each forgery, for the wrong
+    reason: only the expired URL may be refused with it; a signature forgery needs SignatureDoesNotMatch."""
+    verdicts = {name: client.security_verdict(name, 403, "AccessDenied", 409) for name in client.REFUSALS}
+    assert [n for n, v in verdicts.items() if v.passed] == ["expired_url"]
+    assert all("refused for another reason" in v.detail for n, v in verdicts.items() if n != "expired_url")
+    assert not client.security_verdict("too_large", 500, "InternalError", 409).passed
+    assert client.security_verdict("tampered_signature", 403, "SignatureDoesNotMatch", 409).passed
+    recorded = client.security_verdict("tampered_signature", 403, "SignatureDoesNotMatch", 201)
+    assert not recorded.passed and "the target recorded the object" in recorded.detail
 
 
 @pytest.mark.parametrize("headers, body, status", [({}, None, 411), ({"Content-Length": str(300 * MIB)}, b"", 413)])

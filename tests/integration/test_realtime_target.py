@@ -118,6 +118,13 @@ def test_restart_is_a_drop_and_resume_loses_nothing(stack, url, variant, resumes
     if variant != "long_poll":
         drops = [e for e in listening.named("disconnect") if e["exception"] and not isinstance(e["exception"], Stop)]
         assert drops, "the drop went unseen"
+        # the outage is one failed connect however many prompt retries it refused, and the reconnect that
+        # ends it is timed from the first refusal
+        connects = listening.named("connect")
+        refused = [e for e in connects if e["exception"] is not None]
+        assert len(refused) == 1, [str(e["exception"]) for e in refused]
+        back = [e for e in connects if e["exception"] is None][-1]
+        assert back["start_time"] == refused[0]["start_time"] and back["response_time"] >= 1000
     assert seq.duplicated == 0
     if resumes:
         assert seq.lost == 0, f"{seq.lost} messages lost across the restart"

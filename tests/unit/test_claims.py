@@ -217,3 +217,18 @@ def test_a_demonstration_is_checked_like_a_claim_and_carries_why():
 ])
 def test_threshold_phrase(kw, phrase):
     assert claim(**kw).threshold_phrase == phrase
+
+
+def test_a_claim_on_nothing_tried_is_unmeasured_not_held():
+    """`attempts` names what must have happened: 0 or missing is unmeasured, whatever the metric says."""
+    quiet = {"crash": {"queued": {"catchup_s": 0.0, "backlogs": 0}}}
+    held_on_nothing = claim(metric="catchup_s", variant="queued", op="<=", threshold=10, baseline=None,
+                            scenario="crash")
+    assert check(held_on_nothing, quiet).status == "held"  # without `attempts`: the hole this closes
+    guarded = claim(metric="catchup_s", variant="queued", op="<=", threshold=10, baseline=None, scenario="crash",
+                    attempts="backlogs")
+    verdict = check(guarded, quiet)
+    assert verdict.status == "unmeasured" and "nothing the claim speaks of was tried" in verdict.detail
+    assert check(guarded, {"crash": {"queued": {"catchup_s": 0.0}}}).status == "unmeasured"
+    assert check(guarded, {"crash": {"queued": {"catchup_s": 4.0, "backlogs": 1}}}).status == "held"
+    assert check(guarded, {"crash": {"queued": {"catchup_s": 14.0, "backlogs": 1}}}).status == "failed"

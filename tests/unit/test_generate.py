@@ -1,6 +1,7 @@
 """`harness generate`: the committed compose.yaml and Prometheus config are what the specs render, a new
 module appears in them without a hand edit, and stale or broken files are named. No services needed."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,17 +12,21 @@ import pytest
 import yaml
 
 from harness import generate
-from harness.modules import modules
+from harness.modules import get_module, module_names, modules
 from harness.spec import Process
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def project_copy(tmp_path: Path) -> Path:
-    """The two files `harness generate` writes, in a project directory of their own."""
+    """The files `harness generate` writes, in a project directory of their own, with the reference runs'
+    run.json files the README's tables come from."""
     for part in generate.PARTS:
         (tmp_path / part.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / part.path, tmp_path / part.path)
+    for run_json in (ROOT / generate.REFERENCE).glob("*/*/run.json"):
+        (tmp_path / run_json.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run_json, tmp_path / run_json.relative_to(ROOT))
     (tmp_path / "pyproject.toml").touch()  # a checkout, for Settings
     return tmp_path
 
@@ -141,3 +146,21 @@ def test_cli_check_names_stale_files_and_generate_fixes_them(tmp_path):
     done = harness_generate(project)
     assert done.returncode == 0 and "wrote compose.yaml" in done.stdout, done.stdout + done.stderr
     assert compose.read_text() == current
+
+
+def test_the_readme_tables_follow_the_reference_runs(tmp_path):
+    """A reference run's claim changes (a new run, or an edited file): --check names the README, and
+    generate writes the measured value and verdict the run.json holds."""
+    project = project_copy(tmp_path)
+    specs = {name: get_module(name) for name in module_names()}
+    assert generate.stale(project, specs) == []
+    run_json = next(p for p in sorted((project / generate.REFERENCE).glob("*/*/run.json"))
+                    if "claims" in json.loads(p.read_text()))  # a bench run has none
+    run = json.loads(run_json.read_text())
+    claim = next(c for c in run["claims"] if c["status"] == "held" and not c.get("demonstration"))
+    claim.update(status="failed", measured=123456.0, ratio=None)
+    run_json.write_text(json.dumps(run))
+    assert generate.stale(project, specs) == [Path("README.md")]
+    generate.write(project, specs)
+    readme = (project / "README.md").read_text()
+    assert f"| failed | {claim['sentence']} | 123,456 |" in readme

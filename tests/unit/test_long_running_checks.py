@@ -42,3 +42,7 @@ def test_phantom_and_dead_letter_mismatch():
     assert results(GOOD, GOOD, set())["dead_letters_mismatch"] == 1  # dead but never poisoned
     assert results({**GOOD, "p": ("completed", 1, 1)}, GOOD, {"p"})["dead_letters_mismatch"] == 1
     assert results({**GOOD, "p": ("dead", 1, 1)}, GOOD, {"p"})["effects_not_once"] == 1  # a dead job's effect
+
+
+def test_nothing_accepted_is_nothing_checked_and_fails():
+    assert set(results(GOOD, set()).values()) == {1}

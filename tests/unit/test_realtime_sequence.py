@@ -33,6 +33,20 @@ def test_the_unreceived_tail_counts_what_was_owed():
 def test_invariants_hold_on_clean_tallies_and_fail_on_loss_or_duplicates():
     clean = check_sequences({"messages_received": 100, "subscribers": 2})
     assert [(r.name, r.passed) for r in clean] == [("lost_messages", True), ("duplicate_messages", True)]
-    lost = check_sequences({"messages_lost": 2, "messages_unreceived": 1})
+    lost = check_sequences({"messages_received": 50, "messages_lost": 2, "messages_unreceived": 1})
     assert lost[0].value == 3 and not lost[0].passed
-    assert not check_sequences({"messages_duplicated": 1})[1].passed
+    assert not check_sequences({"messages_received": 50, "messages_duplicated": 1})[1].passed
+
+
+def test_a_subscriber_that_received_nothing_owes_what_was_published_to_it():
+    """One subscriber got everything, another got nothing while 7 messages went to its channel: lost."""
+    owed = check_sequences({"messages_received": 40, "subscribers": 2, "silent_subscribers": 1,
+                            "messages_unreceived_silent": 7})
+    assert owed[0].value == 7 and not owed[0].passed and "1 subscribers that received nothing" in owed[0].detail
+
+
+def test_subscribers_that_received_nothing_at_all_are_not_a_pass():
+    for tallies in ({"subscribers": 4}, {}):
+        results = check_sequences(tallies)
+        assert [r.passed for r in results] == [False, False]
+        assert all("not measured" in r.detail for r in results)
