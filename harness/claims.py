@@ -53,12 +53,15 @@ class Claim:
     against: str | None = None  # a second metric: metric's ratio to the baseline is compared with this one's
     demonstration: str = ""  # why it is no evidence (restates an enforced invariant, holds by construction)
     attempts: str | None = None  # a metric counting what the claim speaks of (backlogs, bad completes tried)
+    baseline_scenario: str | None = None  # the baseline's group when it is another one (same variant, 1 vs 2 workers)
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise ValueError(f"claim {self.id}: op must be one of {', '.join(OPERATORS)}, got {self.op!r}")
         if self.baseline is not None and self.threshold <= 0:
             raise ValueError(f"claim {self.id}: a comparative threshold must be > 0, got {self.threshold}")
+        if self.baseline_scenario is not None and self.baseline is None:
+            raise ValueError(f"claim {self.id}: `baseline_scenario` is where the baseline is read; name the baseline")
         if self.against is not None and self.baseline is None:
             raise ValueError(f"claim {self.id}: `against` compares two ratios to a baseline; name the baseline")
 
@@ -69,7 +72,8 @@ class Claim:
         if self.against is not None:
             return (f"{self.variant} {self.metric} / {self.baseline} {self.metric} {self.op} {self.threshold:g} x "
                     f"{self.variant} {self.against} / {self.baseline} {self.against}")
-        return f"{self.variant} {self.metric} {self.op} {self.threshold:g} x {self.baseline} {self.metric}"
+        where = f" in {self.baseline_scenario}" if self.baseline_scenario else ""
+        return f"{self.variant} {self.metric} {self.op} {self.threshold:g} x {self.baseline} {self.metric}{where}"
 
     @property
     def threshold_phrase(self) -> str:
@@ -109,14 +113,15 @@ def _show(value) -> str:
     return censored.describe(value)
 
 
-def _ratio(group: dict, claim: Claim, metric: str):
+def _ratio(group: dict, claim: Claim, metric: str, base_group: dict | None = None):
     """(measured, baseline, ratio interval) of `variant metric / baseline metric`, or (.., .., why not)."""
-    measured, base = group[claim.variant].get(metric), group[claim.baseline].get(metric)
+    base_group = group if base_group is None else base_group
+    measured, base = group[claim.variant].get(metric), base_group[claim.baseline].get(metric)
     span, base_span = censored.interval(measured), censored.interval(base)
     if span is None:
         return measured, base, f"{claim.variant} {metric} has no value in {claim.scenario}"
     if base_span is None:
-        return measured, base, f"{claim.baseline} {metric} has no value in {claim.scenario}"
+        return measured, base, f"{claim.baseline} {metric} has no value in {claim.baseline_scenario or claim.scenario}"
     ratio = censored.ratio(span, base_span)
     if ratio is None:
         return measured, base, (f"{claim.variant} {metric} {_show(measured)} / {claim.baseline} {_show(base)}: "
@@ -147,24 +152,27 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
             return verdict(UNMEASURED, f"{detail}: {bounds} not decide it", measured, baseline, ratio)
         return verdict(HELD if held else FAILED, detail, measured, baseline, ratio)
 
-    group = summary.get(claim.scenario)
-    if group is None:
-        why = (not_run or {}).get(claim.scenario.partition(".")[0])
-        return verdict(NOT_RUN, f"scenario {claim.scenario} was not run here: {why}" if why else
-                       f"scenario {claim.scenario} was not part of this run")
-    for variant in claim.variants:
-        if variant not in group:
-            return verdict(NOT_RUN, f"variant {variant} was not run in scenario {claim.scenario}")
-    reasons = [r for v in claim.variants for r in (invalid or {}).get((claim.scenario, v), [])]
+    base_scenario = claim.baseline_scenario or claim.scenario
+    group, base_group = summary.get(claim.scenario), summary.get(base_scenario)
+    for name, found in ((claim.scenario, group), (base_scenario, base_group)):
+        if found is None:
+            why = (not_run or {}).get(name.partition(".")[0])
+            return verdict(NOT_RUN, f"scenario {name} was not run here: {why}" if why else
+                           f"scenario {name} was not part of this run")
+    reads = [(claim.scenario, claim.variant), *([(base_scenario, claim.baseline)] if claim.baseline else [])]
+    for scenario, variant in reads:
+        if variant not in summary[scenario]:
+            return verdict(NOT_RUN, f"variant {variant} was not run in scenario {scenario}")
+    reasons = [r for key in reads for r in (invalid or {}).get(key, [])]
     if reasons:
         return verdict(INVALID, "; ".join(reasons))
     if claim.attempts is not None:
-        for variant in claim.variants:
-            tried = group[variant].get(claim.attempts)
+        for scenario, variant in reads:
+            tried = summary[scenario][variant].get(claim.attempts)
             span = censored.interval(tried)
             if span is None or span.hi <= 0:
                 return verdict(UNMEASURED, f"{variant} {claim.attempts} = {_show(tried) if span else 'no value'} in "
-                               f"{claim.scenario}: nothing the claim speaks of was tried, so nothing was measured")
+                               f"{scenario}: nothing the claim speaks of was tried, so nothing was measured")
     needs = f"needs {claim.op} {claim.threshold:g}"
     if claim.baseline is None:
         measured = group[claim.variant].get(claim.metric)
@@ -172,7 +180,7 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
         if span is None:
             return verdict(UNMEASURED, f"{claim.variant} {claim.metric} has no value in {claim.scenario}")
         return decided(span, f"{claim.variant} {claim.metric} = {_show(measured)} ({needs})", measured)
-    measured, base, ratio_span = _ratio(group, claim, claim.metric)
+    measured, base, ratio_span = _ratio(group, claim, claim.metric, base_group)
     if isinstance(ratio_span, str):
         return verdict(UNMEASURED, ratio_span, measured, base)
     first = (f"{claim.variant} {claim.metric} {_show(measured)} = {_ratio_text(ratio_span)} x {claim.baseline} "
@@ -180,14 +188,14 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
     if claim.against is None:
         return decided(ratio_span, f"{first} ({needs}x)", measured, base, censored.value_of(ratio_span))
     # two ratios: measured is the metric's ratio, baseline the other metric's, ratio the one over the other
-    _, _, other_span = _ratio(group, claim, claim.against)
+    _, _, other_span = _ratio(group, claim, claim.against, base_group)
     first_ratio = censored.value_of(ratio_span)
     if isinstance(other_span, str):
         return verdict(UNMEASURED, f"{first}; {other_span}", first_ratio)
     second_ratio = censored.value_of(other_span)
     both = censored.ratio(ratio_span, other_span)
     second = (f"{claim.variant} {claim.against} {_show(group[claim.variant].get(claim.against))} = "
-              f"{_ratio_text(other_span)} x {claim.baseline} {_show(group[claim.baseline].get(claim.against))}")
+              f"{_ratio_text(other_span)} x {claim.baseline} {_show(base_group[claim.baseline].get(claim.against))}")
     if both is None:
         return verdict(UNMEASURED, f"{first}; {second}: 0/0 is no ratio", first_ratio, second_ratio)
     detail = f"{first}; {second}; the first ratio is {_ratio_text(both)} x the second ({needs}x)"

@@ -164,6 +164,8 @@ def server_metrics(prom: Prometheus, module: ModuleSpec, settings: Settings, var
                                          prom.increase(with_labels(metric.denominator, **labels), start, end))
         elif metric.kind == "increase":
             metrics[metric.name] = prom.increase(selector, start, end)
+        elif metric.kind == "rate":
+            metrics[metric.name] = ratio(prom.increase(selector, start, end), end - start)
         else:
             metrics[metric.name] = prom.over_window(selector, metric.reduce, start, end)
     served = prom.increase(with_labels("harness_http_request_duration_seconds_count", **labels), start, end)
@@ -182,7 +184,8 @@ def phase_record(module: ModuleSpec, spec: PhaseSpec, exact: dict, server: dict,
         **asdict(spec), "start": exact["start"], "measured_start": exact["measured_start"], "end": exact["end"],
         "csv_prefix": f"phases/{spec.slug}", **summary.phase_counts(exact),
         "latency_ms": summary.phase_latency(exact, latency_of), "timeline": summary.timeline(exact),
-        "server": server, "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
+        "server": {**server, **summary.request_metrics(exact, module.request_metrics)},
+        "load_cpu_us_per_request": exact.get("load_cpu_us_per_request"),
         "invariants": exact.get("invariants", []), "faults": fault_records,
         **({"noise": exact["noise"]} if exact.get("noise") else {}),
         **({"model": "open", "arrivals": exact.get("arrivals"), "dropped": exact.get("dropped") or 0,

@@ -137,15 +137,16 @@ class ServerMetric(_Frozen):
     """A server-side number per variant over each phase's measured window, from Prometheus.
 
     kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
-    one counter; kind "gauge": a gauge reduced over the window (max, min, avg or last; "rise": its max
-    over the window minus its value when the window starts, how much the window raised it).
+    one counter; kind "rate": its increase per second of the window; kind "gauge": a gauge reduced over
+    the window (max, min, avg or last; "rise": its max over the window minus its value when the window
+    starts, how much the window raised it).
     Selectors are plain metric selectors; `module` and `variant` labels are added to each.
     """
 
     name: str = Field(pattern=ID)
     label: str = Field(min_length=1)
     unit: str = ""
-    kind: Literal["ratio", "increase", "gauge"] = "ratio"
+    kind: Literal["ratio", "increase", "rate", "gauge"] = "ratio"
     numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
     denominator: str | None = None
     reduce: Literal["max", "min", "avg", "last", "rise"] = "max"
@@ -206,6 +207,26 @@ class Process(_Frozen):
     port: int | None = Field(default=None, ge=1, le=65535, description="health is GET /healthz here, if set")
 
 
+REQUEST_METRIC_KEYS = {"rps": ("/s", "num"), "p50_ms": ("p50 ms", "num"), "p95_ms": ("p95 ms", "num"),
+                       "p99_ms": ("p99 ms", "num")}
+
+
+class RequestMetric(_Frozen):
+    """A request of the workload besides `latency_of` whose rate and latency are metrics of their own, from
+    the exact recorder (a job's completion, recorded as its own request timed from the job's submission):
+    `<name>_rps`, `<name>_p50_ms`, `<name>_p95_ms`, `<name>_p99_ms`, over successful ones in the measured
+    window. None of them is measured (no value) when the request never succeeded in the window."""
+
+    name: str = Field(pattern=ID, description="the metrics' prefix")
+    request: str = Field(min_length=1, description="the request's name in the locustfile's stats")
+    label: str = Field(min_length=1)
+
+    @property
+    def metrics(self) -> dict[str, tuple[str, str]]:
+        return {f"{self.name}_{key}": (f"{self.label} {label}", fmt)
+                for key, (label, fmt) in REQUEST_METRIC_KEYS.items()}
+
+
 class HotPath(_Frozen):
     """What `harness bench` measures for a module (harness/bench.py): its fast path against a trivial
     endpoint of the same target under wrk, and the module's locustfile against a bare FastHttpUser.
@@ -241,6 +262,7 @@ class ModuleSpec(BaseModel):
     latency_of: str = Field(default="Aggregated", description="the request whose latency the claims speak of")
     claims: tuple[Claim, ...] = ()
     server_metrics: tuple[ServerMetric, ...] = ()
+    request_metrics: tuple[RequestMetric, ...] = Field(default=(), description="requests measured beside latency_of")
     invariants: tuple[InvariantSpec, ...] = ()
     columns: tuple[str, ...] = DEFAULT_COLUMNS
     compare: tuple[str, ...] = ("rps", "p50_ms", "p95_ms", "p99_ms")
@@ -254,7 +276,7 @@ class ModuleSpec(BaseModel):
     def _cross_references(self) -> ModuleSpec:
         variants, scenarios = self.variant_names, {s.name: s for s in self.scenarios}
         metrics = {**GENERIC_METRICS, **{m.name: m for m in self.server_metrics},
-                   **{i.name: i for i in self.invariants}}
+                   **{i.name: i for i in self.invariants}, **self.request_metric_labels}
         problems = []
 
         def need(what: str, names, known) -> None:
@@ -287,7 +309,19 @@ class ModuleSpec(BaseModel):
                 elif len(scenario.loads) > 1:
                     problems.append(f"claims.{claim.id}.scenario: {scenario_name} has several loads; say "
                                     f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
-                need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
+                need(f"claims.{claim.id}.variants", claim.variants[:1], scenario.variants or variants)
+                if claim.baseline_scenario is None:
+                    need(f"claims.{claim.id}.variants", claim.variants[1:], scenario.variants or variants)
+            if claim.baseline_scenario is not None:
+                base_name, _, base_load = claim.baseline_scenario.partition(".")
+                need(f"claims.{claim.id}.baseline_scenario", [base_name], scenarios)
+                if base_name in scenarios:
+                    base = scenarios[base_name]
+                    if base_load:
+                        need(f"claims.{claim.id}.baseline_scenario load", [base_load], [x.name for x in base.loads])
+                    elif len(base.loads) > 1:
+                        problems.append(f"claims.{claim.id}.baseline_scenario: {base_name} has several loads")
+                    need(f"claims.{claim.id}.baseline", claim.variants[1:], base.variants or variants)
             need(f"claims.{claim.id}.metric", [claim.metric, *filter(None, [claim.against])], metrics)
         if self.hot_path is not None:
             need("hot_path.fast", [self.hot_path.fast], variants)
@@ -332,10 +366,16 @@ class ModuleSpec(BaseModel):
         """Module settings are read from HARNESS_<ID>_* by the module itself (target and locustfile)."""
         return f"HARNESS_{self.id.upper()}_"
 
+    @property
+    def request_metric_labels(self) -> dict[str, tuple[str, str]]:
+        return {key: label for metric in self.request_metrics for key, label in metric.metrics.items()}
+
     def metric_label(self, key: str) -> tuple[str, str]:
-        """(label, format) of a summary metric: generic, server-side or invariant."""
+        """(label, format) of a summary metric: generic, per request, server-side or invariant."""
         if key in GENERIC_METRICS:
             return GENERIC_METRICS[key]
+        if key in self.request_metric_labels:
+            return self.request_metric_labels[key]
         for metric in self.server_metrics:
             if metric.name == key:
                 return (f"{metric.label} ({metric.unit})" if metric.unit else metric.label), metric.format

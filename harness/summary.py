@@ -26,6 +26,19 @@ def phase_latency(exact: dict, request_name: str | None) -> dict:
     return {k: entry.get(k) for k in LATENCY_KEYS}
 
 
+def request_metrics(exact: dict, metrics) -> dict:
+    """Each RequestMetric's successful requests/s over the exact window, and their percentiles (None when
+    none succeeded: unmeasured, never 0)."""
+    values, window = {}, exact_window(exact)
+    for metric in metrics:
+        entry = exact["requests"].get(metric.request) or {}
+        count = entry.get("count", 0)
+        values[f"{metric.name}_rps"] = count / window if count and window > 0 else None
+        for key in ("p50", "p95", "p99"):
+            values[f"{metric.name}_{key}_ms"] = entry.get(key) if count else None
+    return values
+
+
 def exact_window(exact: dict) -> float:
     """Seconds from the first measured request's (intended) start to the last one's completion."""
     start = exact.get("first_start") or exact["measured_start"]

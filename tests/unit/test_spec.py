@@ -17,13 +17,16 @@ SPECS = sorted(modules())
 @pytest.mark.parametrize("module_id", SPECS)
 def test_every_claim_names_a_variant_scenario_load_and_metric_that_exist(module_id):
     spec = modules()[module_id]
-    metrics = {*GENERIC_METRICS, *(m.name for m in spec.server_metrics), *(i.name for i in spec.invariants)}
+    metrics = {*GENERIC_METRICS, *(m.name for m in spec.server_metrics), *(i.name for i in spec.invariants),
+               *spec.request_metric_labels}
     for claim in spec.claims:
         scenario_name, _, load = claim.scenario.partition(".")
         scenario = spec.scenario(scenario_name)
         assert not load or load in [x.name for x in scenario.loads], claim.id
         assert len(scenario.loads) <= 1 or load, f"{claim.id}: say which load of {scenario_name}"
-        assert set(claim.variants) <= set(spec.scenario_variants(scenario_name)), claim.id
+        base_name = (claim.baseline_scenario or claim.scenario).partition(".")[0]
+        assert claim.variant in spec.scenario_variants(scenario_name), claim.id
+        assert set(claim.variants[1:]) <= set(spec.scenario_variants(base_name)), claim.id
         assert claim.metric in metrics, claim.id
 
 
