@@ -48,12 +48,16 @@ class Claim:
     scenario: str = "default"  # the summary group: "<scenario>" or "<scenario>.<load>"
     against: str | None = None  # a second metric: metric's ratio to the baseline is compared with this one's
     demonstration: str = ""  # why it is no evidence (restates an enforced invariant, holds by construction)
+    baseline_scenario: str | None = None  # the baseline's group, when it is not `scenario` (same variant, calm)
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise ValueError(f"claim {self.id}: op must be one of {', '.join(OPERATORS)}, got {self.op!r}")
         if self.baseline is not None and self.threshold <= 0:
             raise ValueError(f"claim {self.id}: a comparative threshold must be > 0, got {self.threshold}")
+        if self.baseline_scenario is not None and (self.baseline is None or self.against is not None):
+            raise ValueError(f"claim {self.id}: `baseline_scenario` names the baseline's group; name the baseline "
+                             "(and no `against`)")
         if self.against is not None and self.baseline is None:
             raise ValueError(f"claim {self.id}: `against` compares two ratios to a baseline; name the baseline")
 
@@ -61,6 +65,9 @@ class Claim:
     def expression(self) -> str:
         if self.baseline is None:
             return f"{self.variant} {self.metric} {self.op} {self.threshold:g}"
+        if self.baseline_scenario is not None:
+            return (f"{self.variant} {self.metric} {self.op} {self.threshold:g} x {self.baseline} {self.metric} "
+                    f"in {self.baseline_scenario}")
         if self.against is not None:
             return (f"{self.variant} {self.metric} / {self.baseline} {self.metric} {self.op} {self.threshold:g} x "
                     f"{self.variant} {self.against} / {self.baseline} {self.against}")
@@ -76,6 +83,13 @@ class Claim:
     @property
     def variants(self) -> tuple[str, ...]:
         return (self.variant,) if self.baseline is None else (self.variant, self.baseline)
+
+    @property
+    def groups(self) -> tuple[tuple[str, str], ...]:
+        """(group, variant) of every value the claim reads."""
+        if self.baseline is None:
+            return ((self.scenario, self.variant),)
+        return ((self.scenario, self.variant), (self.baseline_scenario or self.scenario, self.baseline))
 
 
 @dataclass(frozen=True)
@@ -104,9 +118,10 @@ def _show(value) -> str:
     return censored.describe(value)
 
 
-def _ratio(group: dict, claim: Claim, metric: str):
+def _ratio(group: dict, claim: Claim, metric: str, base_group: dict | None = None):
     """(measured, baseline, ratio interval) of `variant metric / baseline metric`, or (.., .., why not)."""
-    measured, base = group[claim.variant].get(metric), group[claim.baseline].get(metric)
+    base_group = group if base_group is None else base_group
+    measured, base = group[claim.variant].get(metric), base_group[claim.baseline].get(metric)
     span, base_span = censored.interval(measured), censored.interval(base)
     if span is None:
         return measured, base, f"{claim.variant} {metric} has no value in {claim.scenario}"
@@ -140,13 +155,13 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
             return verdict(UNMEASURED, f"{detail}: {bounds} not decide it", measured, baseline, ratio)
         return verdict(HELD if held else FAILED, detail, measured, baseline, ratio)
 
-    group = summary.get(claim.scenario)
-    if group is None:
-        return verdict(NOT_RUN, f"scenario {claim.scenario} was not part of this run")
-    for variant in claim.variants:
-        if variant not in group:
-            return verdict(NOT_RUN, f"variant {variant} was not run in scenario {claim.scenario}")
-    reasons = [r for v in claim.variants for r in (invalid or {}).get((claim.scenario, v), [])]
+    for name, variant in claim.groups:
+        if name not in summary:
+            return verdict(NOT_RUN, f"scenario {name} was not part of this run")
+        if variant not in summary[name]:
+            return verdict(NOT_RUN, f"variant {variant} was not run in scenario {name}")
+    group = summary[claim.scenario]
+    reasons = [r for key in claim.groups for r in (invalid or {}).get(key, [])]
     if reasons:
         return verdict(INVALID, "; ".join(reasons))
     needs = f"needs {claim.op} {claim.threshold:g}"
@@ -156,7 +171,7 @@ def check(claim: Claim, summary: dict, invalid: dict[tuple[str, str], list[str]]
         if span is None:
             return verdict(UNMEASURED, f"{claim.variant} {claim.metric} has no value in {claim.scenario}")
         return decided(span, f"{claim.variant} {claim.metric} = {_show(measured)} ({needs})", measured)
-    measured, base, ratio_span = _ratio(group, claim, claim.metric)
+    measured, base, ratio_span = _ratio(group, claim, claim.metric, summary[claim.baseline_scenario or claim.scenario])
     if isinstance(ratio_span, str):
         return verdict(UNMEASURED, ratio_span, measured, base)
     first = (f"{claim.variant} {claim.metric} {_show(measured)} = {_ratio_text(ratio_span)} x {claim.baseline} "

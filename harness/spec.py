@@ -266,16 +266,21 @@ class ModuleSpec(BaseModel):
             need(f"scenarios.{scenario.name}.error_budgets", scenario.error_budgets,
                  scenario.variants or variants)
         for claim in self.claims:
-            scenario_name, _, load = claim.scenario.partition(".")
-            need(f"claims.{claim.id}.scenario", [scenario_name], scenarios)
-            if scenario_name in scenarios:
-                scenario = scenarios[scenario_name]
-                if load:
-                    need(f"claims.{claim.id}.scenario load", [load], [x.name for x in scenario.loads])
-                elif len(scenario.loads) > 1:
-                    problems.append(f"claims.{claim.id}.scenario: {scenario_name} has several loads; say "
-                                    f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
-                need(f"claims.{claim.id}.variants", claim.variants, scenario.variants or variants)
+            own = claim.variants if claim.baseline_scenario is None else (claim.variant,)
+            for field, group, group_variants in (("scenario", claim.scenario, own),
+                                                 ("baseline_scenario", claim.baseline_scenario, (claim.baseline,))):
+                if group is None:
+                    continue
+                scenario_name, _, load = group.partition(".")
+                need(f"claims.{claim.id}.{field}", [scenario_name], scenarios)
+                if scenario_name in scenarios:
+                    scenario = scenarios[scenario_name]
+                    if load:
+                        need(f"claims.{claim.id}.{field} load", [load], [x.name for x in scenario.loads])
+                    elif len(scenario.loads) > 1:
+                        problems.append(f"claims.{claim.id}.{field}: {scenario_name} has several loads; say "
+                                        f"{scenario_name}.<load> ({', '.join(x.name for x in scenario.loads)})")
+                    need(f"claims.{claim.id}.variants", group_variants, scenario.variants or variants)
             need(f"claims.{claim.id}.metric", [claim.metric, *filter(None, [claim.against])], metrics)
         if self.hot_path is not None:
             need("hot_path.fast", [self.hot_path.fast], variants)
