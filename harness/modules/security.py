@@ -26,9 +26,9 @@ ABUSER = "GET /resource (abuser)"  # admitted or refused (429), both expected
 EDGE = "GET /resource (boundary)"  # the boundary prober's, admitted or refused (429)
 SETTINGS = Settings()
 RATE = SETTINGS.rate_per_s  # requests/s per key every limiter enforces
-GOOD_RATE, GOOD_KEYS = 40.0, 8  # 5 requests/s per good key: half the limit
+GOOD_RATE, GOOD_KEYS = 20.0, 8  # 2.5 requests/s per good key: half the limit
 ABUSER_RATE = 10 * RATE  # the abuser at 10x its limit
-P99_UNDER_ABUSE = 4.0  # good clients' p99 with the abuser / without; see docs/workshops/security.md
+P99_UNDER_ABUSE = 8.0  # good clients' p99 with the abuser / without; see docs/workshops/security.md
 
 
 def _decisions(matchers: str) -> str:
@@ -74,13 +74,16 @@ SPEC = ModuleSpec(
                  duration_s=8, warmup_s=2, options=("--abuser-rate", f"{ABUSER_RATE:g}")),
         Scenario(name="boundary", description="one client aligned on the window edge: a burst of limit-1 just "
                  "before it and a burst of limit just after, then idle; the target counts the most admitted in "
-                 "any trailing window", variants=LIMITERS, users=1, duration_s=6.5, warmup_s=0),
+                 "any trailing window", variants=LIMITERS, users=1, duration_s=7, warmup_s=0),
     ),
     main_scenario="abuse",
     latency_of=GOOD,
     server_metrics=(
         ServerMetric(name="auth_us", label="auth step wall us/request (queueing included)", kind="ratio",
                      numerator="harness_security_auth_microseconds_total",
+                     denominator="harness_security_auth_checks_total"),
+        ServerMetric(name="verify_cpu_us", label="local verify CPU us/request", kind="ratio",
+                     numerator="harness_security_verify_cpu_microseconds_total",
                      denominator="harness_security_auth_checks_total"),
         ServerMetric(name="abuser_admitted_per_s", label="abuser admitted/s", kind="ratio",
                      numerator=_decisions('client="abuser",decision="admitted"'),
@@ -100,12 +103,13 @@ SPEC = ModuleSpec(
         InvariantSpec(name="escalation_accepted", sentence="a plain user's requests to the admin route accepted "
                       "(each expects 403)", enforced_for=AUTH),
     ),
-    columns=("rps", "p50_ms", "p99_ms", "failures", "cpu_ms_per_request", "auth_us", "good_refused_ratio",
-             "abuser_admitted_per_s", "peak_window_ratio", "forged_accepted", "revoked_accepted",
+    columns=("rps", "p50_ms", "p99_ms", "failures", "cpu_ms_per_request", "auth_us", "verify_cpu_us",
+             "good_refused_ratio", "abuser_admitted_per_s", "peak_window_ratio", "forged_accepted", "revoked_accepted",
              "escalation_accepted", "target_rate", "dropped", "load_cpu_us_per_request"),
-    compare=("rps", "p99_ms", "cpu_ms_per_request", "auth_us", "abuser_admitted_per_s", "peak_window_ratio"),
-    progress=("auth_us", "abuser_admitted_per_s"),
-    bar_plots=("auth_us", "cpu_ms_per_request", "p99_ms"),
+    compare=("rps", "p99_ms", "cpu_ms_per_request", "auth_us", "verify_cpu_us", "abuser_admitted_per_s",
+             "peak_window_ratio"),
+    progress=("verify_cpu_us", "abuser_admitted_per_s"),
+    bar_plots=("verify_cpu_us", "cpu_ms_per_request", "p99_ms"),
     # Thresholds from measured runs on the shared 2-core machine, with margin (docs/workshops/security.md).
     claims=(
         Claim("jwt_not_dearer_cpu", "In auth_cost, jwt's server CPU per request is at most 1x session's: a local "
@@ -114,11 +118,9 @@ SPEC = ModuleSpec(
         Claim("jwt_auth_step_faster", "In auth_cost, jwt's auth step takes at most 0.2x session's wall time per "
               "request: a local verify never waits, a Redis look-up waits for the network and the event loop.",
               "auth_us", "jwt", "<=", 0.2, baseline="session", scenario="auth_cost"),
-        Claim("eddsa_dearer", "In auth_cost, jwt_eddsa's auth step takes at least 1.5x jwt's wall time per request: "
-              "an Ed25519 verification costs more than an HMAC.", "auth_us", "jwt_eddsa", ">=", 1.5,
+        Claim("eddsa_dearer", "In auth_cost, jwt_eddsa's local verify costs at least 2x jwt's CPU per request: "
+              "an Ed25519 verification costs more than an HMAC.", "verify_cpu_us", "jwt_eddsa", ">=", 2,
               baseline="jwt", scenario="auth_cost"),
-        Claim("eddsa_dearer_cpu", "In auth_cost, jwt_eddsa's server CPU per request is at least 1.05x jwt's.",
-              "cpu_ms_per_request", "jwt_eddsa", ">=", 1.05, baseline="jwt", scenario="auth_cost"),
         Claim("denylist_costs", "In auth_cost, jwt_revocable's server CPU per request is at least 1.15x jwt's: "
               "revocability costs a Redis look-up on every request.", "cpu_ms_per_request", "jwt_revocable",
               ">=", 1.15, baseline="jwt", scenario="auth_cost"),

@@ -41,6 +41,7 @@ from targets.security.metrics import (
     AUTH_US,
     DECISIONS,
     MODULE,
+    VERIFY_CPU_US,
     PeakWindow,
     client_class,
     declare_decisions,
@@ -172,8 +173,12 @@ def limit_route(variant: str, limiter, settings: Settings, peaks: PeakWindow) ->
 def build(settings: Settings | None = None, target: TargetSettings | None = None):
     settings, target = settings or Settings(), target or TargetSettings()
     redis = Redis(target.redis_url)
-    schemes = {"session": Sessions(redis.client), "jwt": Tokens("HS256"), "jwt_eddsa": Tokens("EdDSA"),
-               "jwt_revocable": Tokens("HS256", redis.client)}
+    def verify_cpu(variant: str):
+        return VERIFY_CPU_US.labels(MODULE, variant).inc
+
+    schemes = {"session": Sessions(redis.client), "jwt": Tokens("HS256", on_verify=verify_cpu("jwt")),
+               "jwt_eddsa": Tokens("EdDSA", on_verify=verify_cpu("jwt_eddsa")),
+               "jwt_revocable": Tokens("HS256", redis.client, on_verify=verify_cpu("jwt_revocable"))}
     storage = storage_for(target.redis_url)
     limiters = {"fixed_window": WindowLimiter("fixed_window", storage, settings.limit, settings.window_s),
                 "sliding_window": WindowLimiter("sliding_window", storage, settings.limit, settings.window_s),

@@ -3,6 +3,8 @@ and `variant` labels:
 
   harness_security_auth_checks_total             counter  credentials checked, by outcome (accepted, refused)
   harness_security_auth_microseconds_total       counter  wall time spent checking them (verify, or the Redis look-ups)
+  harness_security_verify_cpu_microseconds_total  counter  CPU spent verifying tokens locally (JWT variants; a
+                                                          session has no local verify: its cost is the look-up)
   harness_security_limiter_decisions_total       counter  limiter decisions by client class (good, abuser, edge,
                                                           other: the key's prefix) and decision (admitted, refused,
                                                           store_error_refused, store_error_admitted)
@@ -24,6 +26,8 @@ MODULE = "security"
 
 AUTH_CHECKS = Counter("harness_security_auth_checks", "Credentials checked", ["module", "variant", "outcome"])
 AUTH_US = Counter("harness_security_auth_microseconds", "Wall time spent checking credentials", ["module", "variant"])
+VERIFY_CPU_US = Counter("harness_security_verify_cpu_microseconds", "CPU spent verifying tokens locally",
+                        ["module", "variant"])
 DECISIONS = Counter("harness_security_limiter_decisions", "Rate limiter decisions",
                     ["module", "variant", "client", "decision"])
 PEAK_RATIO = Gauge("harness_security_peak_window_ratio", "Boundary probes: most admitted in a trailing window / limit",

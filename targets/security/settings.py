@@ -22,7 +22,7 @@ class Settings(BaseSettings):
                                 "password (the module measures verification, not password hashing)")
     token_ttl_s: int = Field(default=600, ge=1, le=86_400, description="a token's or session's lifetime unless "
                              "the login asks for a shorter one")
-    limit: int = Field(default=20, ge=1, le=100_000, description="requests a client key may make per window")
+    limit: int = Field(default=10, ge=1, le=100_000, description="requests a client key may make per window")
     window_s: int = Field(default=2, ge=1, le=3600, description="the limiters' window; the token bucket refills "
                           "limit tokens per window and holds at most limit")
     on_store_error: Literal["closed", "open"] = Field(

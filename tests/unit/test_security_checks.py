@@ -61,3 +61,21 @@ def test_peak_window_counts_the_most_admitted_in_any_trailing_window():
     assert peaks.peaks["fixed_window"] == 19  # 9 before the edge + 10 after, within 2 s
     peaks.admitted("fixed_window", "edge-b", now=10.0)  # a new key starts over
     assert peaks.peaks["fixed_window"] == 1
+
+
+def test_the_local_verify_reports_its_cpu_and_eddsa_costs_more_than_hmac():
+    import asyncio
+
+    spent = {"HS256": [], "EdDSA": []}
+    for algorithm in spent:
+        tokens = Tokens(algorithm, on_verify=spent[algorithm].append)
+        token = jwt.encode({"sub": "u", "role": "user", "jti": "j", "exp": 4_000_000_000}, tokens.signing_key,
+                           algorithm=algorithm)
+
+        async def verify_many(tokens=tokens, token=token):
+            for _ in range(200):
+                await tokens.check(token)
+
+        asyncio.run(verify_many())
+    assert all(len(v) == 200 and min(v) >= 0 for v in spent.values())
+    assert sorted(spent["EdDSA"])[100] > sorted(spent["HS256"])[100]  # medians of CPU time, not of wall time
