@@ -75,7 +75,7 @@ class Caller(loadgen.Paced, FastHttpUser):
 
 
 class Abuser(loadgen.Paced, FastHttpUser):
-    stream, fixed_count = "abuser", 10
+    stream, fixed_count = "abuser", 20
 
     def on_start(self) -> None:
         self.path = f"/{self.environment.parsed_options.variant}/resource"

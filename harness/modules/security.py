@@ -70,7 +70,7 @@ SPEC = ModuleSpec(
         _limited("calm", f"good clients only: {GOOD_RATE:g} requests/s over {GOOD_KEYS} API keys (half the limit "
                  "each), open model", users=20, duration_s=6, warmup_s=1),
         _limited("abuse", f"the same good clients, plus one abusive API key at {ABUSER_RATE:g} requests/s (10x "
-                 "its limit), both open model; 20 users serve the good arrivals, 10 the abuser's", users=30,
+                 "its limit), both open model; 20 users serve the good arrivals, 20 the abuser's", users=40,
                  duration_s=8, warmup_s=2, options=("--abuser-rate", f"{ABUSER_RATE:g}")),
         Scenario(name="boundary", description="one client aligned on the window edge: a burst of limit-1 just "
                  "before it and a burst of limit just after, then idle; the target counts the most admitted in "
@@ -112,18 +112,15 @@ SPEC = ModuleSpec(
     bar_plots=("verify_cpu_us", "cpu_ms_per_request", "p99_ms"),
     # Thresholds from measured runs on the shared 2-core machine, with margin (docs/workshops/security.md).
     claims=(
-        Claim("jwt_not_dearer_cpu", "In auth_cost, jwt's server CPU per request is at most 1x session's: a local "
-              "HS256 verify is never dearer than a Redis session look-up.", "cpu_ms_per_request", "jwt", "<=", 1.0,
-              baseline="session", scenario="auth_cost"),
         Claim("jwt_auth_step_faster", "In auth_cost, jwt's auth step takes at most 0.2x session's wall time per "
               "request: a local verify never waits, a Redis look-up waits for the network and the event loop.",
               "auth_us", "jwt", "<=", 0.2, baseline="session", scenario="auth_cost"),
-        Claim("eddsa_dearer", "In auth_cost, jwt_eddsa's local verify costs at least 2x jwt's CPU per request: "
-              "an Ed25519 verification costs more than an HMAC.", "verify_cpu_us", "jwt_eddsa", ">=", 2,
+        Claim("eddsa_dearer", "In auth_cost, jwt_eddsa's local verify costs at least 1.2x jwt's CPU per request: "
+              "an Ed25519 verification costs more than an HMAC.", "verify_cpu_us", "jwt_eddsa", ">=", 1.2,
               baseline="jwt", scenario="auth_cost"),
-        Claim("denylist_costs", "In auth_cost, jwt_revocable's server CPU per request is at least 1.15x jwt's: "
-              "revocability costs a Redis look-up on every request.", "cpu_ms_per_request", "jwt_revocable",
-              ">=", 1.15, baseline="jwt", scenario="auth_cost"),
+        Claim("denylist_costs", "In auth_cost, jwt_revocable's auth step takes at least 10x jwt's wall time per "
+              "request: revocability brings back a Redis look-up on every request.", "auth_us", "jwt_revocable",
+              ">=", 10, baseline="jwt", scenario="auth_cost"),
         Claim("jwt_outlives_logout", "In auth_cost, jwt accepts more than 0 requests with a token after its "
               "logout: a plain JWT stays valid until it expires.", "revoked_accepted", "jwt", ">", 0,
               scenario="auth_cost"),
