@@ -23,7 +23,7 @@ SPEC = get_module("security")
 def short_run(stack, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "security", "--scenarios", "auth_cost",
-                           "abuse", "boundary", "--variants", "jwt", "token_bucket", "--duration", "4",
+                           "abuse", "boundary", "--variants", "jwt", "token_bucket", "--duration", "3",
                            "--warmup", "1", "--no-fail"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HARNESS_RESULTS_DIR": str(results)})
