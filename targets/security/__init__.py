@@ -1,5 +1,5 @@
-"""The realtime target: `targets.realtime:app`, built by `main.py` on first access (targets/lazy.py), so
-importing `targets.realtime.settings` loads neither FastAPI nor the target's stores."""
+"""The security target: `targets.security:app`, built by `main.py` on first access (targets/lazy.py), so
+importing `targets.security.settings` loads neither FastAPI, PyJWT nor the limiters."""
 
 from targets.lazy import app_attribute
 
