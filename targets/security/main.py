@@ -41,7 +41,7 @@ from targets.security.metrics import (
     AUTH_US,
     DECISIONS,
     MODULE,
-    VERIFY_CPU_US,
+    VERIFY_CPU,
     PeakWindow,
     client_class,
     declare_decisions,
@@ -173,12 +173,9 @@ def limit_route(variant: str, limiter, settings: Settings, peaks: PeakWindow) ->
 def build(settings: Settings | None = None, target: TargetSettings | None = None):
     settings, target = settings or Settings(), target or TargetSettings()
     redis = Redis(target.redis_url)
-    def verify_cpu(variant: str):
-        return VERIFY_CPU_US.labels(MODULE, variant).inc
-
-    schemes = {"session": Sessions(redis.client), "jwt": Tokens("HS256", on_verify=verify_cpu("jwt")),
-               "jwt_eddsa": Tokens("EdDSA", on_verify=verify_cpu("jwt_eddsa")),
-               "jwt_revocable": Tokens("HS256", redis.client, on_verify=verify_cpu("jwt_revocable"))}
+    schemes = {"session": Sessions(redis.client), "jwt": Tokens("HS256", on_verify=VERIFY_CPU.record("jwt")),
+               "jwt_eddsa": Tokens("EdDSA", on_verify=VERIFY_CPU.record("jwt_eddsa")),
+               "jwt_revocable": Tokens("HS256", redis.client, on_verify=VERIFY_CPU.record("jwt_revocable"))}
     storage = storage_for(target.redis_url)
     limiters = {"fixed_window": WindowLimiter("fixed_window", storage, settings.limit, settings.window_s),
                 "sliding_window": WindowLimiter("sliding_window", storage, settings.limit, settings.window_s),

@@ -79,3 +79,14 @@ def test_the_local_verify_reports_its_cpu_and_eddsa_costs_more_than_hmac():
         asyncio.run(verify_many())
     assert all(len(v) == 200 and min(v) >= 0 for v in spent.values())
     assert sorted(spent["EdDSA"])[100] > sorted(spent["HS256"])[100]  # medians of CPU time, not of wall time
+
+
+def test_the_verify_median_ignores_a_rare_pause_that_the_mean_does_not():
+    from targets.security.metrics import VerifyCpu
+
+    verify = VerifyCpu(keep=5)
+    observe = verify.record("jwt-test")
+    for cpu_us in (10, 12, 11, 9, 5000, 13):  # one GC pause; the oldest sample falls out
+        observe(cpu_us)
+    (family,) = list(verify.collect())
+    assert [s.value for s in family.samples if s.labels["variant"] == "jwt-test"] == [12]
