@@ -69,6 +69,9 @@ class Claim:
     def expression(self) -> str:
         if self.baseline is None:
             return f"{self.variant} {self.metric} {self.op} {self.threshold:g}"
+        if self.baseline_scenario is not None:
+            return (f"{self.variant} {self.metric} {self.op} {self.threshold:g} x {self.baseline} {self.metric} "
+                    f"in {self.baseline_scenario}")
         if self.against is not None:
             return (f"{self.variant} {self.metric} / {self.baseline} {self.metric} {self.op} {self.threshold:g} x "
                     f"{self.variant} {self.against} / {self.baseline} {self.against}")
@@ -85,6 +88,13 @@ class Claim:
     @property
     def variants(self) -> tuple[str, ...]:
         return (self.variant,) if self.baseline is None else (self.variant, self.baseline)
+
+    @property
+    def groups(self) -> tuple[tuple[str, str], ...]:
+        """(group, variant) of every value the claim reads."""
+        if self.baseline is None:
+            return ((self.scenario, self.variant),)
+        return ((self.scenario, self.variant), (self.baseline_scenario or self.scenario, self.baseline))
 
 
 @dataclass(frozen=True)

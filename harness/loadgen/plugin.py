@@ -15,6 +15,8 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import locust
@@ -59,6 +61,8 @@ class Plugin:
         self.parser = None
         self.observer: exporter.Observer | None = None
         self.arrivals: Arrivals | None = None
+        self.stream_rates: dict[str, Callable[[Any], float]] = {}  # name -> its rate from the options
+        self.streams: dict[str, Arrivals] = {}  # this test's running streams
         self.started_services: list[str] = []
         self.start = self.measured_start = self.end = 0.0
         self.cpu_at_measured_start = self.load_cpu_seconds = 0.0
@@ -75,6 +79,14 @@ class Plugin:
         (unless `drain=False`: the check reads only the clients' logs) and `settle(environment)` says
         quiescent."""
         return self._invariants.register(*names, settle=settle, settle_timeout_s=settle_timeout_s, drain=drain)
+
+    def arrival_stream(self, name: str, rate: Callable[[Any], float]) -> None:
+        """Declare a second open-model arrival stream with its own rate (`rate(options)`, arrivals/s across
+        all workers; 0 leaves it off), served by the users of a `Paced` class with `stream = name`: an
+        abusive client at its own rate beside the --rate of the others, neither slowing the other down."""
+        if name in self.stream_rates:
+            raise ValueError(f"arrival stream {name!r} is already declared")
+        self.stream_rates[name] = rate
 
     def tally(self, name: str, amount: int = 1) -> None:
         """Count something the invariants need; summed across workers on the master."""
@@ -157,6 +169,8 @@ class Plugin:
                             self.options.expect_workers, runner.worker_count)
         elif self.options.rate > 0:
             self._start_arrivals()
+        if not isinstance(runner, MasterRunner):
+            self._start_streams()
         self.knobs, self.refused = knobs.resolve(self.spec, self.options.scenario, self.options.knob), ""
         if not isinstance(runner, WorkerRunner):  # once per test, before any user starts
             self._set_knobs()
@@ -205,6 +219,21 @@ class Plugin:
         log.info("open model (pid %d): %.1f arrivals/s (%s), %s users", os.getpid(), o.rate * share,
                  o.arrivals, o.num_users)
 
+    def _start_streams(self) -> None:
+        o = self.options
+        share = 1.0 / max(1, o.expect_workers) if isinstance(self.environment.runner, WorkerRunner) else 1.0
+        for name, rate_of in self.stream_rates.items():
+            rate = rate_of(o) * share
+            if rate <= 0:
+                continue
+            self.streams[name] = Arrivals(
+                rate, o.arrivals == "poisson", self.recorder,
+                rate_fraction=lambda elapsed: rate_fraction(o.profile, elapsed, o.run_time),
+                on_drop=exporter.DROPPED.labels(self.spec.id, o.variant).inc,
+                stopping=lambda: self.environment.runner.state in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP))
+            self.streams[name].start()
+            log.info("arrival stream %s (pid %d): %.1f arrivals/s", name, os.getpid(), rate)
+
     def _end_warmup(self) -> None:
         if not isinstance(self.environment.runner, WorkerRunner):
             self.environment.runner.stats.reset_all()  # the master's stats are the aggregate
@@ -235,6 +264,9 @@ class Plugin:
         if self.arrivals is not None:
             self.arrivals.stop()
             self.arrivals = None
+        for stream in self.streams.values():
+            stream.stop()
+        self.streams.clear()
         self._phase_gauge(0)
         gevent.killall(self.fault_timers)
         self.fault_timers.clear()
@@ -293,13 +325,17 @@ class Paced:
     """Mixin for a locustfile's user class: with --rate, every task iteration waits for an arrival
     and its requests are timed from that arrival's intended start; without it, no think time.
 
-    Put it first: `class Shopper(Paced, FastHttpUser)`, and call `super().on_start()` last.
+    Put it first: `class Shopper(Paced, FastHttpUser)`, and call `super().on_start()` last. A class with
+    `stream = "<name>"` waits for that arrival stream instead (`Plugin.arrival_stream`); while its stream
+    is off (rate 0) the class has no schedule: leave it out of the test's user classes then.
     """
 
     _intended: float | None = None
+    stream: str | None = None
 
     def wait_time(self) -> float:
-        arrivals = self.environment.harness.arrivals
+        harness = self.environment.harness
+        arrivals = harness.arrivals if self.stream is None else harness.streams.get(self.stream)
         if arrivals is not None:
             self._intended = arrivals.take()
         return 0.0
