@@ -70,6 +70,8 @@ class TargetSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HARNESS_", extra="ignore")
 
     pg_dsn: str = "postgresql://harness@127.0.0.1:15432/harness"
+    pg_replica_dsn: str = Field(default="postgresql://harness@127.0.0.1:15434/harness",
+                                description="the primary's streaming replica, for targets that read from it")
     redis_url: str = "redis://127.0.0.1:16379/0"
     pg_pool_size: int = Field(default=16, ge=1, le=190)
     admin_token: SecretStr | None = Field(default=None, description="admin routes are off without it")
