@@ -26,9 +26,10 @@ def _binary() -> str:
 
 
 def config(settings: Settings, data_dir: Path) -> str:
-    locations = "".join(
-        f"    location /{spec.id}/ {{ proxy_pass http://{hostport(settings.target_host, settings.module_port(spec.port))}/; }}\n"
-        for spec in sorted(loadable()[0].values(), key=lambda spec: spec.id))
+    specs = loadable()[0].values()  # a broken spec's target cannot run, so nothing is proxied to it
+    origins = {spec.id: hostport(settings.target_host, settings.module_port(spec.port)) for spec in specs}
+    locations = "".join(f"    location /{module}/ {{ proxy_pass http://{origin}/; }}\n"
+                        for module, origin in sorted(origins.items()))
     return f"""daemon off;
 worker_processes 1;
 pid {data_dir}/nginx.pid;

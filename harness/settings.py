@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PORT_FIELDS = ("pg_port", "pg_replica_port", "http_cache_port", "redis_port", "prometheus_port", "kafka_port", "s3_port", "loadgen_metrics_port")
+PORT_FIELDS = ("pg_port", "pg_replica_port", "http_cache_port", "redis_port", "prometheus_port", "kafka_port",
+               "s3_port", "loadgen_metrics_port")
 
 
 def _default_project_dir() -> Path:

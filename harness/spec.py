@@ -127,7 +127,8 @@ class ServerMetric(_Frozen):
     """A server-side number per variant over each phase's measured window, from Prometheus.
 
     kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
-    one counter; kind "gauge": a gauge reduced over the window (max, min, avg or last).
+    one counter; kind "gauge": a gauge reduced over the window (max, min, avg, p99 of its 1-second
+    samples, or last).
     Selectors are plain metric selectors; `module` and `variant` labels are added to each.
     """
 
@@ -137,7 +138,7 @@ class ServerMetric(_Frozen):
     kind: Literal["ratio", "increase", "gauge"] = "ratio"
     numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
     denominator: str | None = None
-    reduce: Literal["max", "min", "avg", "last"] = "max"
+    reduce: Literal["max", "min", "avg", "p99", "last"] = "max"
     format: Literal["num", "percent"] = "num"
 
     @model_validator(mode="after")

@@ -1,0 +1,145 @@
+"""Reads from a streaming replica (a hot standby of the primary), with and without read-your-writes.
+
+`Replica` is the standby as a resource the target can live without (`optional`): reads that find it
+gone, frozen or refusing fall back to the primary (slower, not down). Each replica read is bounded
+(`READ_TIMEOUT_S`), and a breaker (targets/resources.py) stops trying a replica that keeps failing,
+probing it once per second until it answers again. Its sampler measures the replica's lag every
+`SAMPLE_EVERY_S`: bytes of WAL not replayed yet, and how long ago the primary was at the position the
+replica has replayed up to (from the primary's WAL positions it sampled), since pg_stat_replication's
+lag columns go NULL while the standby is idle.
+
+Read-your-writes (`replica_ryw`), as GitLab's database load balancing does it: a write answers with
+the primary's WAL position after its commit, which the client keeps (the cookie `ryw_lsn`, for
+`RYW_WINDOW_S`); a read with that position goes to the replica only once the replica has replayed
+it, else to the primary. The replica's replay position is asked when a read needs a newer one than
+last seen, so a client that wrote nothing lately costs nothing more than `replica`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+
+from targets.resources import Breaker, Postgres
+from targets.scaling_reads.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_READS
+from targets.scaling_reads.store import Catalogue
+
+READ_TIMEOUT_S = 1.0
+SAMPLE_EVERY_S = 0.1
+RYW_WINDOW_S = 30
+REPLICA_VARIANTS = ("replica", "replica_ryw")
+
+
+def lsn_int(lsn: str) -> int:
+    """'16/B374D848' -> its position in bytes."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+class Replica:
+    """The standby's pool, opened in the background (the target starts without it), and its lag sampler."""
+
+    name, optional = "postgres_replica", True
+
+    def __init__(self, dsn: str, primary: Postgres, module: str, *, size: int = 16) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        self.pool = AsyncConnectionPool(dsn, min_size=min(4, size), max_size=size, timeout=READ_TIMEOUT_S,
+                                        open=False, kwargs={"autocommit": True},
+                                        check=AsyncConnectionPool.check_connection)
+        self.primary, self.breaker = primary, Breaker(threshold=3, cooldown_s=1.0)
+        self.replayed = 0  # the highest replay position seen: the replica has replayed at least this much
+        self.lag_bytes = [REPLICA_LAG_BYTES.labels(module, v) for v in REPLICA_VARIANTS]
+        self.lag_seconds = [REPLICA_LAG_SECONDS.labels(module, v) for v in REPLICA_VARIANTS]
+        self._sampler: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+        self._sampler = asyncio.get_running_loop().create_task(self._sample())
+
+    async def check(self) -> None:
+        async with self.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+
+    async def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        await self.pool.close()
+
+    async def replay_position(self) -> int | None:
+        """The replica's replay position now (and remembered), or None when it does not answer in time."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                async with self.pool.connection() as conn:
+                    row = await (await conn.execute("SELECT pg_last_wal_replay_lsn()::text")).fetchone()
+        except Exception:  # gone, frozen, refusing: the sampler and the reads carry on without it
+            return None
+        if row[0] is not None:
+            self.replayed = max(self.replayed, lsn_int(row[0]))
+        return self.replayed
+
+    async def _sample(self) -> None:
+        history: collections.deque[tuple[float, int]] = collections.deque(maxlen=6000)  # 10 min of samples
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S), self.primary.pool.connection() as conn:
+                    row = await (await conn.execute("SELECT pg_current_wal_lsn()::text")).fetchone()
+            except Exception:
+                continue
+            now, written = time.time(), lsn_int(row[0])
+            history.append((now, written))
+            replayed = await self.replay_position()
+            if replayed is None:
+                continue
+            behind = max(0, written - replayed)
+            # the oldest sample whose position the replica has not reached: it is at least that far behind
+            since = next((t for t, position in history if position > replayed), now)
+            for gauge in self.lag_bytes:
+                gauge.set(behind)
+            for gauge in self.lag_seconds:
+                gauge.set(now - since if behind else 0.0)
+
+
+class ReplicaReads:
+    """Reads from the replica, writes to the primary; a read the replica cannot answer goes to the primary."""
+
+    def __init__(self, db: Catalogue, replica: Replica, module: str, variant: str) -> None:
+        self.db, self.replica = db, replica
+        self.on_primary, self.on_replica = (REPLICA_READS.labels(module, variant, server)
+                                            for server in ("primary", "replica"))
+
+    async def read(self, pid: int, after_lsn: str | None = None) -> bytes:
+        if self.replica.breaker.allow() and await self._caught_up(after_lsn):
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S), self.replica.pool.connection() as conn:
+                    value = await self.db.load(pid, conn)
+            except Exception as exc:  # a 404 is an answer; anything else means the replica failed us
+                if getattr(exc, "status_code", None) == 404:
+                    raise
+                self.replica.breaker.failure()
+            else:
+                self.replica.breaker.success()
+                self.on_replica.inc()
+                return value
+        self.on_primary.inc()
+        return await self.db.load(pid)
+
+    async def _caught_up(self, after_lsn: str | None) -> bool:
+        if after_lsn is None:
+            return True
+        wanted = lsn_int(after_lsn)
+        if self.replica.replayed >= wanted:
+            return True
+        replayed = await self.replica.replay_position()
+        return replayed is not None and replayed >= wanted
+
+    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> tuple[int, str | None]:
+        return await self.db.add_review(pid, rating, body, tag)
+
+    async def set_price(self, pid: int, price_cents: int) -> tuple[int, str | None]:
+        return await self.db.set_price(pid, price_cents)
