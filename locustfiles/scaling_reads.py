@@ -269,11 +269,16 @@ def replica_position(replica: psycopg.Connection) -> int:
 
 def check_replica(primary: psycopg.Connection, replica: psycopg.Connection, timeout_s: float = 30.0):
     """Once the replica has replayed the primary's WAL up to now, every product row of the replica equals
-    the primary's, by id (price, version, kept aggregates), and so do the reviews (count, newest id)."""
+    the primary's, by id (`compare_replica`)."""
     target = primary.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
     if not invariants.wait_until(lambda: replica_position(replica) >= target, timeout_s):
         return invariants.InvariantResult("replica_converged", 1, "== 0", False, f"the replica did not replay the "
                                           f"primary's WAL within {timeout_s:g} s")
+    return compare_replica(primary, replica)
+
+
+def compare_replica(primary: psycopg.Connection, replica: psycopg.Connection):
+    """Every product row (price, version, kept aggregates) by id, and the reviews (count, newest id as row -1)."""
     query = ("SELECT id, price_cents, version, review_count, rating_sum, rating_histogram FROM products UNION ALL "
              "SELECT -1, count(*), coalesce(max(id), 0), 0, 0, NULL FROM reviews")
     fields = ("price_cents", "version", "review_count", "rating_sum", "rating_histogram")

@@ -11,6 +11,7 @@ and `variant`:
   harness_replica_lag_bytes              gauge      WAL the replica has not replayed (primary LSN - replay LSN)
   harness_replica_lag_seconds            gauge      how long ago the primary wrote the oldest WAL the replica
                                                     has not replayed (LSN samples every 0.1 s; 0 when caught up)
+                                                    both: the worst sample of the last second
   (the lag gauges carry the variant label of each replica variant, one value: the spec selects by variant)
 """
 

@@ -4,9 +4,9 @@
 gone, frozen or refusing fall back to the primary (slower, not down). Each replica read is bounded
 (`READ_TIMEOUT_S`), and a breaker (targets/resources.py) stops trying a replica that keeps failing,
 probing it once per second until it answers again. Its sampler measures the replica's lag every
-`SAMPLE_EVERY_S`: bytes of WAL not replayed yet, and how long ago the primary was at the position the
-replica has replayed up to (from the primary's WAL positions it sampled), since pg_stat_replication's
-lag columns go NULL while the standby is idle.
+`SAMPLE_EVERY_S`: bytes of WAL not replayed yet, and how long ago the primary wrote the oldest WAL the
+replica has not replayed (from the primary's WAL positions it sampled), since pg_stat_replication's
+lag columns go NULL while the standby is idle. The gauges show the worst sample of the last second.
 
 Read-your-writes (`replica_ryw`), as GitLab's database load balancing does it: a write answers with
 the primary's WAL position after its commit, which the client keeps (the cookie `ryw_lsn`, for
@@ -84,6 +84,7 @@ class Replica:
 
     async def _sample(self) -> None:
         history: collections.deque[tuple[float, int]] = collections.deque(maxlen=6000)  # 10 min of samples
+        recent: collections.deque[tuple[float, int, float]] = collections.deque()  # the last second's lags
         while True:
             await asyncio.sleep(SAMPLE_EVERY_S)
             try:
@@ -99,10 +100,15 @@ class Replica:
             behind = max(0, written - replayed)
             # the oldest sample whose position the replica has not reached: it is at least that far behind
             since = next((t for t, position in history if position > replayed), now)
+            recent.append((now, behind, now - since if behind else 0.0))
+            while recent[0][0] < now - 1.0:
+                recent.popleft()
+            # the worst of the last second's samples: Prometheus scrapes once a second, and a lag that
+            # came and went between two scrapes still shows
             for gauge in self.lag_bytes:
-                gauge.set(behind)
+                gauge.set(max(sample[1] for sample in recent))
             for gauge in self.lag_seconds:
-                gauge.set(now - since if behind else 0.0)
+                gauge.set(max(sample[2] for sample in recent))
 
 
 class ReplicaReads:

@@ -203,10 +203,11 @@ class Catalogue:
 
     async def write(self, statements: list[tuple[str, dict | tuple]]) -> tuple[tuple | None, str | None]:
         """Run `statements` in one transaction on the primary: (the first statement's row, the WAL position
-        after the commit when tracked). Times the transaction (harness_db_write_seconds_total)."""
+        after the commit when tracked). Times the transaction from BEGIN to COMMIT, not the wait for a
+        pooled connection (harness_db_write_seconds_total)."""
         self.writes.inc()
-        started = time.perf_counter()
         async with self.pg.pool.connection() as conn:
+            started = time.perf_counter()
             async with conn.transaction():
                 row = await (await conn.execute(*statements[0])).fetchone()
                 for statement in statements[1:]:

@@ -15,7 +15,7 @@ from harness.settings import get_settings
 pytestmark = pytest.mark.integration
 
 CACHED = ("cache_aside", "cache_aside_singleflight", "cache_aside_lease")
-VARIANTS = ("direct", *CACHED, "noop")
+VARIANTS = ("direct", *CACHED, "replica", "replica_ryw", "denormalized", "http_cache", "noop")
 
 
 def counter(url, name, **labels) -> float:
@@ -39,7 +39,7 @@ def admin() -> dict:
 def test_healthz_reports_the_declared_resources(target_url):
     body = requests.get(f"{target_url}/healthz", timeout=5).json()
     assert body["status"] == "ok" and body["variants"] == list(VARIANTS)
-    assert body["resources"] == {"postgres": "ok", "redis": "ok"}
+    assert body["resources"] == {"postgres": "ok", "postgres_replica": "ok", "redis": "ok"}
 
 
 def test_seed_is_deterministic_and_skewed(stack):
