@@ -219,16 +219,13 @@ SPEC = ModuleSpec(
         Claim("replica_throughput", "In replica_read, replica answers at least 0.6x direct's successful requests/s: "
               "on one two-core host the replica competes with the primary for the same CPU, so it moves reads "
               "instead of adding capacity.", "rps", "replica", ">=", 0.6, baseline="direct", scenario="replica_read"),
-        Claim("ryw_stale_on_replica", "In ryw, replica shows its writers at least 1 read older than their own "
-              "write: asynchronous replication lags, and a writer reading right after its write sees it.",
-              "stale_reads", "replica", ">=", 1, scenario="ryw"),
         Claim("ryw_fresh", "In ryw, replica_ryw shows its writers exactly 0 reads older than their own write: a "
               "read waits for the replica to replay the write's LSN or goes to the primary.",
               "stale_reads", "replica_ryw", "==", 0, scenario="ryw",
               demonstration="restates the invariant stale_reads, enforced for replica_ryw"),
-        Claim("ryw_primary_share", "In ryw, replica_ryw sends at most 0.5 of its reads to the primary: only reads "
+        Claim("ryw_primary_share", "In ryw, replica_ryw sends at most 0.2 of its reads to the primary: only reads "
               "that find the replica behind their client's last write go there.",
-              "primary_share", "replica_ryw", "<=", 0.5, scenario="ryw"),
+              "primary_share", "replica_ryw", "<=", 0.2, scenario="ryw"),
         Claim("replica_lag_p99", "Under replica_lag's write burst, the replica's lag (the age of the oldest WAL it "
               "has not replayed, worst per second) has a p99 of at most 1 s.",
               "lag_p99_s", "replica", "<=", 1.0, scenario="replica_lag"),
@@ -254,12 +251,14 @@ SPEC = ModuleSpec(
         Claim("replica_outage_available_ryw", "While the replica is frozen in replica_outage, at least 0.99 of "
               "replica_ryw's requests succeed: its reads fall back to the primary, slower, not down.",
               "fault_availability", "replica_ryw", ">=", 0.99, scenario="replica_outage"),
-        Claim("stale_reads", "In ycsb, cache_aside has exactly 0 stale reads: invalidating on write means a read "
-              "after the write sees it.", "stale_reads", "cache_aside", "==", 0, scenario="ycsb",
-              demonstration="restates the invariant stale_reads, enforced for every variant"),
-        Claim("stale_reads_singleflight", "In ycsb, cache_aside_singleflight has exactly 0 stale reads: "
-              "single-flight keeps read-your-write after invalidation.",
-              "stale_reads", "cache_aside_singleflight", "==", 0, scenario="ycsb",
-              demonstration="restates the invariant stale_reads, enforced for every variant"),
+        # Not demonstrations: cache_aside and single-flight do not claim the invariant stale_reads (a fill that
+        # races a write caches the old row, tests/integration/test_target_scaling_reads_races.py); the
+        # writers' own logs show whether ycsb's 5% writes meet that race.
+        Claim("stale_reads", "In ycsb, cache_aside shows its writers exactly 0 reads older than their own write: "
+              "invalidating on write means a read after the write sees it, unless a concurrent fill races it.",
+              "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
+        Claim("stale_reads_singleflight", "In ycsb, cache_aside_singleflight shows its writers exactly 0 reads "
+              "older than their own write: single-flight keeps read-your-write after invalidation.",
+              "stale_reads", "cache_aside_singleflight", "==", 0, scenario="ycsb"),
     ),
 )

@@ -3,7 +3,11 @@
 `Replica` is the standby as a resource the target can live without (`optional`): reads that find it
 gone, frozen or refusing fall back to the primary (slower, not down). Each replica read is bounded
 (`READ_TIMEOUT_S`), and a breaker (targets/resources.py) stops trying a replica that keeps failing,
-probing it once per second until it answers again. Its sampler measures the replica's lag every
+probing it once per second until it answers again. A read that overruns is abandoned, not cancelled:
+cancelling a query makes psycopg send the server a cancel request and wait for it, which a frozen
+server never answers; the abandoned read returns its connection when the replica answers again.
+
+Its sampler measures the replica's lag every
 `SAMPLE_EVERY_S`: bytes of WAL not replayed yet, and how long ago the primary wrote the oldest WAL the
 replica has not replayed (from the primary's WAL positions it sampled), since pg_stat_replication's
 lag columns go NULL while the standby is idle. The gauges show the worst sample of the last second.
@@ -21,6 +25,8 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from targets.resources import Breaker, Postgres
 from targets.scaling_reads.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_READS
@@ -29,6 +35,7 @@ from targets.scaling_reads.store import Catalogue
 READ_TIMEOUT_S = 1.0
 SAMPLE_EVERY_S = 0.1
 RYW_WINDOW_S = 30
+T = TypeVar("T")
 REPLICA_VARIANTS = ("replica", "replica_ryw")
 
 
@@ -36,6 +43,22 @@ def lsn_int(lsn: str) -> int:
     """'16/B374D848' -> its position in bytes."""
     high, _, low = lsn.partition("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+async def bounded(work: Coroutine[Any, Any, T], timeout_s: float = READ_TIMEOUT_S) -> T:
+    """`work`'s result, or TimeoutError after `timeout_s`, leaving `work` to finish on its own (its
+    outcome is then dropped): see the module's docstring for why it is not cancelled."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if task not in done:
+        task.add_done_callback(_drop)
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    return task.result()
+
+
+def _drop(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so an abandoned read's failure does not warn
 
 
 class Replica:
@@ -73,14 +96,16 @@ class Replica:
     async def replay_position(self) -> int | None:
         """The replica's replay position now (and remembered), or None when it does not answer in time."""
         try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
-                async with self.pool.connection() as conn:
-                    row = await (await conn.execute("SELECT pg_last_wal_replay_lsn()::text")).fetchone()
+            row = await bounded(self._query("SELECT pg_last_wal_replay_lsn()::text"))
         except Exception:  # gone, frozen, refusing: the sampler and the reads carry on without it
             return None
         if row[0] is not None:
             self.replayed = max(self.replayed, lsn_int(row[0]))
         return self.replayed
+
+    async def _query(self, statement: str) -> tuple:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(statement)).fetchone()
 
     async def _sample(self) -> None:
         history: collections.deque[tuple[float, int]] = collections.deque(maxlen=6000)  # 10 min of samples
@@ -94,9 +119,13 @@ class Replica:
                 continue
             now, written = time.time(), lsn_int(row[0])
             history.append((now, written))
+            if not self.breaker.allow():  # the reads found the replica failing: one probe a second, theirs or ours
+                continue
             replayed = await self.replay_position()
             if replayed is None:
+                self.breaker.failure()
                 continue
+            self.breaker.success()
             behind = max(0, written - replayed)
             # the oldest sample whose position the replica has not reached: it is at least that far behind
             since = next((t for t, position in history if position > replayed), now)
@@ -122,8 +151,7 @@ class ReplicaReads:
     async def read(self, pid: int, after_lsn: str | None = None) -> bytes:
         if self.replica.breaker.allow() and await self._caught_up(after_lsn):
             try:
-                async with asyncio.timeout(READ_TIMEOUT_S), self.replica.pool.connection() as conn:
-                    value = await self.db.load(pid, conn)
+                value = await bounded(self._load(pid))
             except Exception as exc:  # a 404 is an answer; anything else means the replica failed us
                 if getattr(exc, "status_code", None) == 404:
                     raise
@@ -134,6 +162,10 @@ class ReplicaReads:
                 return value
         self.on_primary.inc()
         return await self.db.load(pid)
+
+    async def _load(self, pid: int) -> bytes:
+        async with self.replica.pool.connection() as conn:
+            return await self.db.load(pid, conn)
 
     async def _caught_up(self, after_lsn: str | None) -> bool:
         if after_lsn is None:
