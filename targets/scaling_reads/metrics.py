@@ -12,6 +12,8 @@ and `variant`:
   harness_replica_lag_seconds            gauge      how long ago the primary wrote the oldest WAL the replica
                                                     has not replayed (LSN samples every 0.1 s; 0 when caught up)
                                                     both: the worst sample of the last second
+  harness_replica_replay_cpu_seconds_total counter  CPU of the replica's WAL replay (its startup process, /proc;
+                                                    embedded stack only)
   (the lag gauges carry the variant label of each replica variant, one value: the spec selects by variant)
 """
 
@@ -30,3 +32,5 @@ REPLICA_READS = Counter("harness_replica_reads", "Reads of replica variants by t
 REPLICA_LAG_BYTES = Gauge("harness_replica_lag_bytes", "WAL bytes the replica has not replayed", ["module", "variant"])
 REPLICA_LAG_SECONDS = Gauge("harness_replica_lag_seconds", "Age of the oldest WAL the replica has not replayed",
                             ["module", "variant"])
+REPLICA_REPLAY_CPU = Counter("harness_replica_replay_cpu_seconds", "CPU seconds of the replica's WAL replay process",
+                             ["module", "variant"])

@@ -11,6 +11,7 @@ Its sampler measures the replica's lag every
 `SAMPLE_EVERY_S`: bytes of WAL not replayed yet, and how long ago the primary wrote the oldest WAL the
 replica has not replayed (from the primary's WAL positions it sampled), since pg_stat_replication's
 lag columns go NULL while the standby is idle. The gauges show the worst sample of the last second.
+It also counts the CPU the replica's WAL replay (its startup process) uses, read from /proc.
 
 Read-your-writes (`replica_ryw`), as GitLab's database load balancing does it: a write answers with
 the primary's WAL position after its commit, which the client keeps (the cookie `ryw_lsn`, for
@@ -24,18 +25,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from targets.resources import Breaker, Postgres
-from targets.scaling_reads.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_READS
+from targets.scaling_reads.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_READS, REPLICA_REPLAY_CPU
 from targets.scaling_reads.store import Catalogue
 
 READ_TIMEOUT_S = 1.0
 SAMPLE_EVERY_S = 0.1
 RYW_WINDOW_S = 30
 T = TypeVar("T")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPLICA_VARIANTS = ("replica", "replica_ryw")
 
 
@@ -76,6 +80,9 @@ class Replica:
         self.replayed = 0  # the highest replay position seen: the replica has replayed at least this much
         self.lag_bytes = [REPLICA_LAG_BYTES.labels(module, v) for v in REPLICA_VARIANTS]
         self.lag_seconds = [REPLICA_LAG_SECONDS.labels(module, v) for v in REPLICA_VARIANTS]
+        self.replay_cpu = [REPLICA_REPLAY_CPU.labels(module, v) for v in REPLICA_VARIANTS]
+        self._replay_pid: int | None = None
+        self._replay_cpu_s: float | None = None
         self._sampler: asyncio.Task | None = None
 
     async def open(self) -> None:
@@ -107,6 +114,23 @@ class Replica:
         async with self.pool.connection() as conn:
             return await (await conn.execute(statement)).fetchone()
 
+    async def _count_replay_cpu(self) -> None:
+        """CPU seconds of the replica's startup process (the one replaying WAL), from /proc: on the embedded
+        stack it runs on this host; elsewhere (compose) it is not counted."""
+        try:
+            if self._replay_pid is None:
+                row = await bounded(self._query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'"))
+                self._replay_pid = row[0] if row else 0
+            fields = Path(f"/proc/{self._replay_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except Exception:  # gone (restarted: look it up again), not on this host, or the replica did not answer
+            self._replay_pid = None
+            return
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        if self._replay_cpu_s is not None and seconds >= self._replay_cpu_s:
+            for counter in self.replay_cpu:
+                counter.inc(seconds - self._replay_cpu_s)
+        self._replay_cpu_s = seconds
+
     async def _sample(self) -> None:
         history: collections.deque[tuple[float, int]] = collections.deque(maxlen=6000)  # 10 min of samples
         recent: collections.deque[tuple[float, int, float]] = collections.deque()  # the last second's lags
@@ -126,6 +150,7 @@ class Replica:
                 self.breaker.failure()
                 continue
             self.breaker.success()
+            await self._count_replay_cpu()
             behind = max(0, written - replayed)
             # the oldest sample whose position the replica has not reached: it is at least that far behind
             since = next((t for t, position in history if position > replayed), now)

@@ -75,6 +75,15 @@ def test_ryw_reads_go_back_to_the_replica_once_it_replayed(target_url, stack):
             10, "a read with the cookie to be served by the replica once it has replayed the write")
 
 
+def test_the_replicas_replay_cpu_is_counted(target_url, primary):
+    def replay_cpu() -> float:
+        return counter(target_url, "harness_replica_replay_cpu_seconds_total", variant="replica")
+
+    before = replay_cpu()
+    primary.execute("UPDATE products SET updated_at = updated_at WHERE id <= 20000")  # WAL for the replica to replay
+    wait_for(lambda: replay_cpu() > before, 20, "the replica's replay process to use CPU")
+
+
 def test_a_bad_ryw_cookie_is_a_422(target_url):
     response = requests.get(f"{target_url}/replica_ryw/products/1", cookies={"ryw_lsn": "x; DROP"}, timeout=10)
     assert response.status_code == 422 and "ryw_lsn" in response.json()["error"]
