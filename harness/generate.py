@@ -37,7 +37,8 @@ from harness.spec import ModuleSpec, Process
 COMPOSE = Path("compose.yaml")
 PROMETHEUS = Path("dashboards/prometheus/prometheus.yml")
 # The embedded stack's store names -> compose's service names for the same store.
-COMPOSE_STORES = {"postgres": "postgres", "postgres2": "postgres2", "redis": "redis", "kafka": "kafka", "s3": "minio"}
+COMPOSE_STORES = {"postgres": "postgres", "postgres2": "postgres2", "postgres_replica": "postgres_replica",
+                  "redis": "redis", "kafka": "kafka", "s3": "minio", "http_cache": "http_cache"}
 START_PERIOD_S = 120
 IMAGE = "pattern-harness:local"
 

@@ -86,17 +86,18 @@ class Prometheus:
         return sum(counter_increase([(float(t), float(v)) for t, v in s["values"]], start) for s in series)
 
     def over_window(self, selector: str, reduce: str, start: float, end: float) -> float | None:
-        """A gauge (summed over its series) reduced over the window: max, min, avg, or last; or its rise:
-        the max over the window minus its value at the window's start."""
+        """A gauge (summed over its series) reduced over the window: max, min, avg, p99 (of its 1-second
+        samples), or last; or its rise: the max over the window minus its value at the window's start."""
         if reduce == "last":
             return self.value(selector, end)
         if reduce == "rise":
             top, first = self.over_window(selector, "max", start, end), self.value(selector, start)
             return None if top is None or first is None else top - first
-        if reduce not in ("max", "min", "avg"):
-            raise ValueError(f"reduce must be max, min, avg or last, got {reduce!r}")
+        if reduce not in ("max", "min", "avg", "p99"):
+            raise ValueError(f"reduce must be max, min, avg, p99, rise or last, got {reduce!r}")
         seconds = max(1, math.ceil(end - start))
-        result = self.query(f"{reduce}_over_time(sum({selector})[{seconds}s:1s])", end)
+        function = "quantile_over_time(0.99, " if reduce == "p99" else f"{reduce}_over_time("
+        result = self.query(f"{function}sum({selector})[{seconds}s:1s])", end)
         return float(result[0]["value"][1]) if result else None
 
     def ready(self) -> bool:

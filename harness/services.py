@@ -17,7 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness import services_kafka, services_pg, services_pg2, services_s3
+from harness import services_http_cache, services_kafka, services_pg, services_pg2, services_pg_replica, services_s3
 from harness.modules import BadSpec, get_module, loadable, module_names
 from harness.service import Service, StackError, find_binary, http_ok, never_raises, require_project_file
 from harness.settings import Settings, hostport
@@ -121,8 +121,8 @@ def module_env(settings: Settings) -> dict[str, str]:
     """What the stack adds to the inherited environment of a target or module process (which already
     carries HARNESS_<MODULE>_* and every other HARNESS_* variable)."""
     env = {"HARNESS_PG_DSN": settings.pg_dsn, "HARNESS_PG2_DSN": settings.pg2_dsn,
-           "HARNESS_REDIS_URL": settings.redis_url, "HARNESS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           **services_s3.client_env(settings)}
+           "HARNESS_PG_REPLICA_DSN": settings.pg_replica_dsn, "HARNESS_REDIS_URL": settings.redis_url,
+           "HARNESS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, **services_s3.client_env(settings)}
     token = settings.admin_secret
     return {**env, "HARNESS_ADMIN_TOKEN": token} if token else env
 
@@ -164,6 +164,8 @@ def _stores() -> dict[str, Service]:
     return {
         "postgres": services_pg.SERVICE,
         "postgres2": services_pg2.SERVICE,
+        "postgres_replica": services_pg_replica.SERVICE,
+        "http_cache": services_http_cache.SERVICE,
         "s3": services_s3.SERVICE,
         "kafka": services_kafka.SERVICE,
         "redis": Service("redis", lambda s: s.redis_port, _redis_command, _redis_healthy,

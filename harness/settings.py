@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PORT_FIELDS = ("pg_port", "pg2_port", "redis_port", "prometheus_port", "kafka_port", "s3_port", "loadgen_metrics_port")
+PORT_FIELDS = ("pg_port", "pg2_port", "pg_replica_port", "http_cache_port", "redis_port", "prometheus_port",
+               "kafka_port", "s3_port", "loadgen_metrics_port")
 
 
 def _default_project_dir() -> Path:
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     pg_database: str = Field(default="harness", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     pg2_host: str = Field(default="127.0.0.1", description="a second PostgreSQL cluster (same user and password)")
     pg2_port: int = Field(default=15433, ge=1, le=65535)
+    pg_replica_host: str = "127.0.0.1"
+    pg_replica_port: int = Field(default=15434, ge=1, le=65535, description="the primary's streaming replica")
+    http_cache_host: str = "127.0.0.1"
+    http_cache_port: int = Field(default=18180, ge=1, le=65535, description="the shared HTTP cache (nginx)")
     redis_host: str = "127.0.0.1"
     redis_port: int = Field(default=16379, ge=1, le=65535)
     prometheus_host: str = "127.0.0.1"
@@ -133,6 +138,17 @@ class Settings(BaseSettings):
     @property
     def pg2_dsn(self) -> str:
         return self.pg2().pg_dsn
+
+    @property
+    def pg_replica_dsn(self) -> str:
+        """The streaming replica: the primary's database, user and password (a standby is a copy)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{**self.pg_conninfo, "host": self.pg_replica_host, "port": self.pg_replica_port})
+
+    @property
+    def http_cache_url(self) -> str:
+        return f"http://{hostport(self.http_cache_host, self.http_cache_port)}"
 
     @property
     def redis_url(self) -> str:

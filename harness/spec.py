@@ -138,8 +138,8 @@ class ServerMetric(_Frozen):
 
     kind "ratio": increase(numerator) / increase(denominator) (counters); kind "increase": increase of
     one counter; kind "rate": its increase per second of the window; kind "gauge": a gauge reduced over
-    the window (max, min, avg or last; "rise": its max over the window minus its value when the window
-    starts, how much the window raised it).
+    the window (max, min, avg, p99 of its 1-second samples, or last; "rise": its max over the window minus
+    its value when the window starts, how much the window raised it).
     Selectors are plain metric selectors; `module` and `variant` labels are added to each.
     """
 
@@ -149,7 +149,7 @@ class ServerMetric(_Frozen):
     kind: Literal["ratio", "increase", "rate", "gauge"] = "ratio"
     numerator: str = Field(min_length=1, description="the counter (ratio, increase) or the gauge")
     denominator: str | None = None
-    reduce: Literal["max", "min", "avg", "last", "rise"] = "max"
+    reduce: Literal["max", "min", "avg", "p99", "last", "rise"] = "max"
     format: Literal["num", "percent"] = "num"
 
     @model_validator(mode="after")

@@ -71,6 +71,8 @@ class TargetSettings(BaseSettings):
 
     pg_dsn: str = "postgresql://harness@127.0.0.1:15432/harness"
     pg2_dsn: str = Field(default="postgresql://harness@127.0.0.1:15433/harness", description="a second cluster")
+    pg_replica_dsn: str = Field(default="postgresql://harness@127.0.0.1:15434/harness",
+                                description="the primary's streaming replica, for targets that read from it")
     redis_url: str = "redis://127.0.0.1:16379/0"
     pg_pool_size: int = Field(default=16, ge=1, le=190)
     admin_token: SecretStr | None = Field(default=None, description="admin routes are off without it")

@@ -19,5 +19,7 @@ class Settings(BaseSettings):
     products: int = Field(default=100_000, ge=100, description="catalogue size; the claims were set on it")
     reviews: int = Field(default=1_000_000, ge=100)
     cache_ttl_s: int = Field(default=300, ge=1)
+    http_max_age_s: int = Field(default=10, ge=1, le=3600,
+                                description="http_cache: Cache-Control max-age of a product page, seconds")
     miss_gate: str | None = Field(default=None, description="test only: hold cache fills (store.MissGate); "
                                   "never set in a run")

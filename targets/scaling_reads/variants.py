@@ -39,9 +39,11 @@ class Variant(Protocol):
 
     async def read(self, pid: int) -> bytes: ...
 
-    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> int: ...
+    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> tuple[int, str | None]:
+        """(the review's id, the primary's WAL position after the commit, where the variant tracks it)"""
 
-    async def set_price(self, pid: int, price_cents: int) -> None: ...
+    async def set_price(self, pid: int, price_cents: int) -> tuple[int, str | None]:
+        """(the product's new version, the WAL position as above)"""
 
 
 class Noop:
@@ -50,11 +52,11 @@ class Noop:
     async def read(self, pid: int) -> bytes:
         return b'{"id": %d}' % pid
 
-    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> int:
-        return 0
+    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> tuple[int, str | None]:
+        return 0, None
 
-    async def set_price(self, pid: int, price_cents: int) -> None:
-        pass
+    async def set_price(self, pid: int, price_cents: int) -> tuple[int, str | None]:
+        return 0, None
 
 
 class Direct:
@@ -66,11 +68,11 @@ class Direct:
     async def read(self, pid: int) -> bytes:
         return await self.db.load(pid)
 
-    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> int:
+    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> tuple[int, str | None]:
         return await self.db.add_review(pid, rating, body, tag)
 
-    async def set_price(self, pid: int, price_cents: int) -> None:
-        await self.db.set_price(pid, price_cents)
+    async def set_price(self, pid: int, price_cents: int) -> tuple[int, str | None]:
+        return await self.db.set_price(pid, price_cents)
 
 
 class CacheAside(Direct):
@@ -103,14 +105,15 @@ class CacheAside(Direct):
         await self.cache.set(entry, value)
         return value
 
-    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> int:
-        review_id = await super().add_review(pid, rating, body, tag)
+    async def add_review(self, pid: int, rating: int, body: str, tag: str | None) -> tuple[int, str | None]:
+        written = await super().add_review(pid, rating, body, tag)
         await self.cache.invalidate(self.keys(pid), "write")  # never raises: the write is committed
-        return review_id
+        return written
 
-    async def set_price(self, pid: int, price_cents: int) -> None:
-        await super().set_price(pid, price_cents)
+    async def set_price(self, pid: int, price_cents: int) -> tuple[int, str | None]:
+        written = await super().set_price(pid, price_cents)
         await self.cache.invalidate(self.keys(pid), "write")
+        return written
 
     async def expire(self, pid: int) -> bool:
         return await self.cache.invalidate(self.keys(pid), "expire")

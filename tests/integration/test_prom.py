@@ -23,7 +23,7 @@ def prom(stack) -> Prometheus:
 def test_a_gauge_is_reduced_over_the_window(prom):
     end = time.time()
     up = with_labels("up", job="prometheus")
-    for reduce in ("max", "min", "avg", "last"):
+    for reduce in ("max", "min", "avg", "p99", "last"):
         assert prom.over_window(up, reduce, end - 5, end) == 1.0, reduce
     assert prom.over_window('up{job="no_such_job"}', "max", end - 5, end) is None
     with pytest.raises(ValueError, match="reduce must be"):

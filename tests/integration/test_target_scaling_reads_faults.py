@@ -84,7 +84,7 @@ def test_write_whose_invalidation_fails_is_answered_and_leaves_no_stale_entry(ow
         for thread in readers:
             thread.join(timeout=30)
         answer = requests.put(f"{target_url}/{variant}/products/{pid}/price", json={"price_cents": new}, timeout=10)
-        assert answer.status_code == 200 and answer.json() == {"price_cents": new}
+        assert answer.status_code == 200 and answer.json()["price_cents"] == new
         assert read(target_url, variant, pid)["price_cents"] == new
         assert errors(target_url, variant, "delete") > deletes
     finally:

@@ -16,6 +16,7 @@ import requests
 from served import serve, wait_for
 from test_scaling_reads import counter
 
+from harness.loadgen import invariants
 from harness.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,9 @@ def join(threads: list[threading.Thread]) -> None:
 @pytest.mark.parametrize("variant,ends_stale", [("cache_aside", True), ("cache_aside_lease", False)])
 def test_a_write_during_a_miss(gated, target_url, variant, ends_stale):
     """cache_aside caches the row its miss read before the write (stale until the TTL); the lease
-    variant's write deletes the miss's lease, so that fill is dropped and the next read is fresh."""
+    variant's write deletes the miss's lease, so that fill is dropped and the next read is fresh. The
+    stale_reads invariant, reading the writer's own log by product and version, sees the concurrent
+    race on cache_aside (a sequential probe after the load could not)."""
     url, gate, client = gated
     pid = 150 if variant == "cache_aside" else 151
     entry = f"scaling_reads:{variant}:product:{pid}"
@@ -94,6 +97,10 @@ def test_a_write_during_a_miss(gated, target_url, variant, ends_stale):
 
     cached = client.get(entry)
     after = requests.get(f"{target_url}/{variant}/products/{pid}", timeout=10).json()  # the session's target
+    # the writer's own log, as the locustfile keeps it: its write's version against what it read after
+    log = {invariants.own_read("writer", 1, pid, write.json()["version"], after["version"], 0.1)}
+    seen = invariants.reads_after_own_writes(log)
+    assert (seen.passed, seen.value) == (not ends_stale, int(ends_stale)), seen.detail
     if ends_stale:
         assert cached is not None and json.loads(cached)["price_cents"] == old, "the race did not show"
         assert after["price_cents"] == old  # every reader now sees the old price until the TTL

@@ -6,7 +6,8 @@ import pytest
 from harness.loadgen.invariants import (
     Invariants,
     Quiescence,
-    read_your_writes,
+    own_read,
+    reads_after_own_writes,
     stale_entries,
     wait_until,
     writes_by_id,
@@ -57,20 +58,28 @@ def test_stale_entries_names_the_oldest_differences():
     assert healthy.passed and healthy.value == 0
 
 
-def test_read_your_writes_counts_reads_that_miss_the_write():
-    store, copy = {}, {}
+def test_reads_after_own_writes_sees_a_concurrent_stale_read_by_key_and_version():
+    """Client a wrote v5 of key 7; another client's write (v6) came in between, so a's read of v6 is
+    fresh; client b's read of v3 after its own v4 is the concurrent race: stale. Key 9's read of v2 is
+    not by the client that wrote it, so it is not in a's log and is not counted."""
+    log = {own_read("a", 1, 7, 5, 5, 0.01), own_read("a", 2, 7, 5, 6, 0.2),
+           own_read("b", 1, 7, 4, 3, 0.05), own_read("c", 1, 9, 2, 2, 0.0)}
+    result = reads_after_own_writes(log)
+    assert (result.value, result.passed) == (1, False)
+    assert "1 of 4" in result.detail and "client b: v3 < v4" in result.detail
 
-    def write(key):
-        store[key] = key * 10
-        if key != 3:  # key 3 keeps its old copy: an invalidation that never happened
-            copy.pop(key, None)
-        return store[key]
 
-    def read(key):
-        return copy.setdefault(key, store.get(key))
+def test_reads_after_own_writes_with_a_staleness_bound():
+    log = {own_read("a", 1, 7, 5, 4, 0.5), own_read("a", 2, 7, 5, 4, 7.5)}
+    bounded = reads_after_own_writes(log, "edge_staleness", grace_s=6.0)
+    assert (bounded.name, bounded.value, bounded.passed) == ("edge_staleness", 1, False)
+    assert "7.50 s after" in bounded.detail and "more than 6 s" in bounded.detail
+    assert reads_after_own_writes({own_read("a", 1, 7, 5, 4, 0.5)}, grace_s=6.0).passed
 
-    result = read_your_writes(range(1, 6), write, read)
-    assert (result.value, result.passed) == (1, False) and "1 of 5" in result.detail
+
+def test_reads_after_own_writes_with_nothing_logged_is_a_failure():
+    result = reads_after_own_writes(set())
+    assert not result.passed and "nothing was checked" in result.detail
 
 
 def test_wait_until_is_bounded():
