@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from harness import censored, noise
+from harness import censored, dashboard, noise
 from harness.claims import FAILING
 from harness.document import html_page, markdown, md_table
 from harness.gate import budget_problem, fault_problems, tally
@@ -270,7 +270,7 @@ def compare_markdown(a: Run, b: Run) -> str:
 
 # ---- the document, as Markdown and HTML ----
 
-def _document(run: Run, plot_names: list[str]) -> list[tuple]:
+def _document(run: Run, plot_names: list[str], dashboard_blocks: list[tuple] = ()) -> list[tuple]:
     def table(headers, rows):
         return [("table", list(headers), rows)] if rows else [("p", "None recorded.")]
 
@@ -307,6 +307,7 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     blocks += [("h", 2, "Phases"), *table(PHASE_HEADERS, _phase_rows(run))]
     blocks += noise_table
     blocks += [("h", 2, "Plots"), ("images", plot_names)]
+    blocks += dashboard_blocks
     for heading, values in (("Parameters", run.parameters), ("Environment", run.environment.dump())):
         blocks += [("h", 2, heading), ("kv", [(k, fmt(v)) for k, v in values.items()])]
     return blocks + [("h", 2, "How to read this"), ("p", HOW_TO_READ)]
@@ -316,7 +317,11 @@ def render(run: Run, run_dir: Path) -> list[Path]:
     """Write plots/*.png, report.md and report.html into run_dir; return the paths written."""
     run_dir = Path(run_dir)
     plots = write_plots(run, run_dir / "plots")
-    blocks = _document(run, [p.name for p in plots])
+    captured = dashboard.load(run_dir)
+    drawn = [dashboard.write_png(captured, run_dir / "plots" / "dashboard.png", f"{run.name}: run {run.run_id}")] \
+        if captured and not captured.get("error") else []
+    blocks = _document(run, [p.name for p in plots], dashboard.blocks(run_dir, "dashboard.png" if drawn else None))
+    plots += drawn
     md_path, page = run_dir / "report.md", run_dir / "report.html"
     md_path.write_text(markdown(blocks), encoding="utf-8")
     images = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in plots}
