@@ -22,7 +22,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from harness.loadgen import bootstrap, exporter, knobs, merge, options
+from harness.loadgen import bootstrap, exporter, knobs, live_tab, merge, options
 from harness.loadgen.arrivals import Arrivals
 from harness.loadgen.invariants import Invariants
 from harness.loadgen.recorder import ExactRecorder
@@ -127,6 +127,10 @@ class Plugin:
             environment.runner.register_message("harness_final", self._on_final_delta)
         exporter.USERS.labels(self.spec.id, self.options.variant).set_function(
             lambda: environment.runner.user_count if environment.runner else 0)
+        dashboard = settings.project_dir / "dashboards" / f"{self.spec.id}.json"
+        if environment.web_ui is not None and dashboard.exists():
+            live_tab.install(environment, live_tab.LiveDashboard(dashboard, self.spec.id, list(self.spec.variant_names),
+                                                                 settings))
         if not self.options.no_stack:
             self.started_services = bootstrap.ensure_stack(self.spec, environment.host, settings)
 
