@@ -214,11 +214,12 @@ def compare_figure(a: dict, b: dict, label_a: str, label_b: str) -> Figure:
     pairs = [(p, by_key_b.get((p["title"], p["id"]))) for p in a["panels"] if p["type"] != "row"]
     pairs += [(None, p) for key, p in by_key_b.items() if key not in {(q["title"], q["id"]) for q, _ in pairs if q}]
     row_in = 2.4
-    fig = Figure(figsize=(WIDTH_IN, 0.6 + row_in * len(pairs)))
-    grid = fig.add_gridspec(len(pairs), 2, left=0.12, right=0.99, top=1 - 0.5 / fig.get_figheight(),
+    fig = Figure(figsize=(WIDTH_IN, 1.0 + row_in * len(pairs)))
+    grid = fig.add_gridspec(len(pairs), 2, left=0.12, right=0.99, top=1 - 0.9 / fig.get_figheight(),
                             bottom=0.25 / fig.get_figheight(), hspace=0.55, wspace=0.14)
     palette = {**_colors(a), **_colors(b)}
-    fig.suptitle(f"A: {label_a}    B: {label_b}", fontsize=11, fontweight="bold", x=0.01, ha="left")
+    fig.text(0.01, 1 - 0.3 / fig.get_figheight(), f"A (left): {label_a}    B (right): {label_b}", fontsize=11,
+             fontweight="bold", va="center")
     for i, (pa, pb) in enumerate(pairs):
         shared = None if (pa or pb)["type"] in LANES else \
             _ylim([p for p in (pa, pb) if p])

@@ -199,9 +199,25 @@ def _change(a, b) -> float | None:
     return None if a is None or b is None or a == 0 else (b - a) / a * 100
 
 
+def _claim_cell(claim) -> str:
+    if claim is None:
+        return MISSING
+    return f"{claim.status} {fmt(claim.ratio, 'ratio')}" if claim.ratio is not None else claim.status
+
+
 def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
+    """The claims first, each run's verdict with its ratio: a ratio compares variants measured side by side
+    on one machine, so it carries over between machines; then the absolutes, which do not."""
     headers = ["scenario", "variant", "metric", f"A {a.run_id}", f"B {b.run_id}", "B/A"]
     rows = []
+    claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
+    for cid in dict.fromkeys([*claims_a, *claims_b]):
+        ca, cb = claims_a.get(cid), claims_b.get(cid)
+        scenario = (ca or cb).scenario or ""
+        kind = "demonstration" if (ca or cb).demonstration else "claim"
+        moved = "changed" if (ca and ca.status) != (cb and cb.status) else \
+            fmt(_change(ca.ratio, cb.ratio), "change") if ca and cb and _number(ca.ratio) and _number(cb.ratio) else ""
+        rows.append([scenario, "", f"{kind} {cid}", _claim_cell(ca), _claim_cell(cb), moved])
     for group, variants in summary_of(a).items():
         for variant, ma in variants.items():
             mb = (summary_of(b).get(group) or {}).get(variant)
@@ -211,13 +227,21 @@ def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
                     kind = metric_format(a, key)[1]
                     rows.append([group, variant, key, fmt(ma.get(key), kind), fmt(mb.get(key), kind),
                                  fmt(_change(ma.get(key), mb.get(key)), "change")])
-    claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
-    for cid in dict.fromkeys([*claims_a, *claims_b]):
-        sa, sb = (c.status if (c := claims_a.get(cid)) else None), (c.status if (c := claims_b.get(cid)) else None)
-        scenario = (claims_a.get(cid) or claims_b[cid]).scenario or ""
-        kind = "demonstration" if (claims_a.get(cid) or claims_b[cid]).demonstration else "claim"
-        rows.append([scenario, "", f"{kind} {cid}", fmt(sa), fmt(sb), "" if sa == sb else "changed"])
     return headers, rows
+
+
+def machines_note(a: Run, b: Run) -> str:
+    """Whether the two runs' absolutes can be compared at all: the machines they ran on."""
+    def machine(run: Run) -> str:
+        env = run.environment
+        return f"{env.cpu_model or 'an unknown CPU'} ({env.cpu_count or '?'} cores)"
+
+    same = machine(a) == machine(b)
+    where = f"both on {machine(a)}" if same else f"A on {machine(a)}, B on {machine(b)}"
+    return (f"Claims first: each ratio compares variants measured side by side within one run, so it carries over "
+            f"between machines. The absolutes after them (requests/s, latencies) are machine-bound: {where}"
+            + ("; a change in them may be the machine, not the code." if not same else
+               "; their change is still subject to the host's noise (see each report's host noise table)."))
 
 
 # ---- rich ----
@@ -265,7 +289,24 @@ def compare_table(a: Run, b: Run) -> Table:
 def compare_markdown(a: Run, b: Run) -> str:
     """compare_table as Markdown."""
     heading = f"## {a.module}: A {a.run_id} vs B {b.run_id}"
-    return f"{heading}\n\n{md_table(*_compare(a, b))}\n"
+    return f"{heading}\n\n{machines_note(a, b)}\n\n{md_table(*_compare(a, b))}\n"
+
+
+def compare_page(a: Run, b: Run, out_dir: Path, dashboards: Path | None) -> list[Path]:
+    """compare.md and compare.html in out_dir: the note, the table, and both dashboards side by side."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks = [("h", 1, f"{a.module}: A {a.run_id} vs B {b.run_id}"), ("p", machines_note(a, b)),
+              ("table", *_compare(a, b))]
+    images = {}
+    if dashboards is not None:
+        blocks += [("h", 2, "Dashboards side by side"),
+                   ("p", "Every panel of the module's dashboard, A left and B right on the same scale, each over its "
+                         "own run's window (seconds since that window's start)."), ("images", [dashboards.name])]
+        images[dashboards.name] = base64.b64encode(dashboards.read_bytes()).decode("ascii")
+    md_path, page = out_dir / "compare.md", out_dir / "compare.html"
+    md_path.write_text(markdown(blocks), encoding="utf-8")
+    page.write_text(html_page(blocks, images, CSS, _html_class), encoding="utf-8")
+    return [md_path, page]
 
 
 # ---- the document, as Markdown and HTML ----
