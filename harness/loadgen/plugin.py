@@ -125,8 +125,7 @@ class Plugin:
             return
         if isinstance(environment.runner, MasterRunner):
             environment.runner.register_message("harness_final", self._on_final_delta)
-        exporter.USERS.labels(self.spec.id, self.options.variant).set_function(
-            lambda: environment.runner.user_count if environment.runner else 0)
+        self._export_users(environment)
         dashboard = settings.project_dir / "dashboards" / f"{self.spec.id}.json"
         if environment.web_ui is not None and dashboard.exists():
             live_tab.install(environment, live_tab.LiveDashboard(dashboard, self.spec.id, list(self.spec.variant_names),
@@ -151,6 +150,8 @@ class Plugin:
         self.observer = exporter.Observer(self.spec.id, self.options.variant)
         self._phase_gauge(1)
         runner = environment.runner
+        if not isinstance(runner, WorkerRunner):
+            self._export_users(environment)
         if isinstance(runner, MasterRunner):
             if self.options.rate > 0 and runner.worker_count != self.options.expect_workers:
                 log.warning("the arrival rate is split over --expect-workers=%d workers, but %d are connected",
@@ -165,6 +166,13 @@ class Plugin:
         gevent.spawn_later(self.options.warmup, self._end_warmup)
         if not isinstance(runner, WorkerRunner):
             self._mark_faults()
+
+    def _export_users(self, environment: Environment) -> None:
+        """The users gauge under the variant being loaded: the web UI's form may switch it between tests,
+        and a variant not running reads 0, so a dashboard shows which one has the users."""
+        variant = self.options.variant
+        exporter.USERS.labels(self.spec.id, variant).set_function(
+            lambda: environment.runner.user_count if environment.runner and self.options.variant == variant else 0)
 
     def _set_knobs(self) -> None:
         """A test whose knobs cannot be set measures something else: it stops, with no results and exit
