@@ -229,8 +229,9 @@ def compare_figure(a: dict, b: dict, label_a: str, label_b: str) -> Figure:
                 ax.set_title(f"{label}: {(pa or pb)['title']}", fontsize=8.5, loc="left")
                 _no_data(ax, "not on this run's dashboard")
                 continue
-            _draw_panel(ax, {**panel, "title": f"{label}: {panel['title']}"}, captured, captured["start"],
-                        palette, shared)
+            legend = panel["legend"] and j == 0  # B's legend would repeat A's
+            _draw_panel(ax, {**panel, "title": f"{label}: {panel['title']}", "legend": legend}, captured,
+                        captured["start"], palette, shared)
     return fig
 
 
