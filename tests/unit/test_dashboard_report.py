@@ -73,3 +73,22 @@ def test_a_run_that_could_not_query_its_dashboard_says_why(tmp_path):
     report.render(typed(sample_run()), tmp_path)
     assert "No dashboard: the dashboard could not be queried: boom." in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "plots" / "dashboard.png").exists()
+
+
+def test_the_e2e_check_sees_a_panel_that_lost_its_data_or_a_listed_one_that_has_it(tmp_path):
+    from grafana import dashboard_problems
+
+    source = tmp_path / "x.json"
+    source.write_text(json.dumps({"panels": [{"id": 1, "type": "timeseries", "title": "Latency"},
+                                             {"id": 2, "type": "timeseries", "title": "Nothing here"}]}))
+    (tmp_path / dashboard.FILE).write_text(json.dumps(captured()))
+    report.render(typed(sample_run()), tmp_path)
+    assert dashboard_problems(tmp_path, source) == []
+    lost = captured()
+    lost["panels"][0]["targets"][0]["series"] = []  # drawn empty, but the report does not list it
+    (tmp_path / dashboard.FILE).write_text(json.dumps(lost))
+    assert dashboard_problems(tmp_path, source) == ["Latency: no data, not listed"]
+    back = captured()
+    back["panels"][1]["targets"][0]["series"] = back["panels"][0]["targets"][0]["series"]
+    (tmp_path / dashboard.FILE).write_text(json.dumps(back))
+    assert dashboard_problems(tmp_path, source) == ["Nothing here: drawn and listed as empty"]
