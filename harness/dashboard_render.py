@@ -101,26 +101,29 @@ def _no_data(ax, why: str = "no data") -> None:
     ax.set_yticks([])
 
 
+STYLES = ("-", "--", ":", "-.")
+
+
 def _painter(series: list[dict], variants: dict):
-    """Colour of each series of a panel: its variant's when it is that variant's only series here, so
-    a variant keeps its colour across panels; else the next colour not taken."""
-    per_variant: dict[str, int] = {}
-    for s in series:
-        per_variant[s["labels"].get("variant", "")] = per_variant.get(s["labels"].get("variant", ""), 0) + 1
-    taken, chosen = set(), {}
+    """(colour, line style) of each series of a panel: a series labelled with a variant takes the
+    variant's colour, so a variant reads the same in every panel, and its several series (by status,
+    by kind) differ by line style; a series without a variant takes a colour no variant has."""
+    seen: dict[str, int] = {}
+    free = iter([c for c in (f"C{i}" for i in range(10)) if c not in variants.values()] + ["0.4"] * 100)
+    styles = {}
     for s in series:
         variant = s["labels"].get("variant")
-        if variant in variants and per_variant[variant] == 1:
-            chosen[id(s)] = variants[variant]
-            taken.add(variants[variant])
-    cycle = [f"C{i}" for i in range(10)]
-    free = iter([c for c in cycle if c not in taken] + cycle * 10)
-    return lambda s: chosen.get(id(s)) or chosen.setdefault(id(s), next(free))
+        if variant in variants:
+            styles[id(s)] = (variants[variant], STYLES[seen.get(variant, 0) % len(STYLES)])
+            seen[variant] = seen.get(variant, 0) + 1
+        else:
+            styles[id(s)] = (next(free), "-")
+    return lambda s: styles[id(s)]
 
 
 def _draw_panel(ax, panel: dict, captured: dict, t0: float, variants: dict, ylim=None) -> None:
     series = [s for t in panel["targets"] for s in t["series"] if s["values"]]
-    color = _painter(series, variants)
+    style = _painter(series, variants)
     ax.set_title(panel["title"], fontsize=8.5, loc="left", fontweight="bold")
     ax.tick_params(labelsize=7)
     if not series:
@@ -131,7 +134,7 @@ def _draw_panel(ax, panel: dict, captured: dict, t0: float, variants: dict, ylim
     if panel["type"] == "state-timeline":
         for lane, s in enumerate(series):
             bars = [(a - t0, b - a) for a, b in _spans(s["values"], captured["step"])]
-            ax.broken_barh(bars, (lane - 0.4, 0.8), color=variants.get(s["labels"].get("variant")) or color(s))
+            ax.broken_barh(bars, (lane - 0.4, 0.8), color=style(s)[0])
         ax.set_yticks(range(len(series)), [s["name"] for s in series], fontsize=6)
         ax.set_ylim(-0.6, len(series) - 0.4)
         ax.set_xlim(0, captured["end"] - t0)
@@ -140,10 +143,11 @@ def _draw_panel(ax, panel: dict, captured: dict, t0: float, variants: dict, ylim
     if panel["type"] in ("bargauge", "stat", "gauge"):
         names = [s["name"] for s in series]
         last = [s["values"][-1][1] for s in series]
-        bars = ax.barh(range(len(series)), last, color=[color(s) for s in series])
+        bars = ax.barh(range(len(series)), last, color=[style(s)[0] for s in series])
         ax.bar_label(bars, labels=[format_value(v, unit) for v in last], fontsize=7, padding=2)
         ax.set_yticks(range(len(series)), names, fontsize=7)
         ax.invert_yaxis()
+        ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
         ax.margins(x=0.4)
         return
@@ -151,7 +155,8 @@ def _draw_panel(ax, panel: dict, captured: dict, t0: float, variants: dict, ylim
     for s in series:
         xs = [t - t0 for t, _ in s["values"]]
         ys = [v for _, v in s["values"]]
-        ax.plot(xs, ys, linewidth=1.1, color=color(s), label=s["name"])
+        color, line = style(s)
+        ax.plot(xs, ys, linewidth=1.1, color=color, linestyle=line, label=s["name"])
     ax.set_xlim(0, captured["end"] - t0)
     if ylim is not None:
         ax.set_ylim(*ylim)
