@@ -53,6 +53,9 @@ def store(run: Run, run_dir: Path, settings: Settings) -> Path:
         except Exception as exc:  # never fails the run: the report shows why the dashboard is missing
             captured = {"error": f"the dashboard could not be queried: {type(exc).__name__}: {exc}"}
     captured["source"], captured["run_variants"] = f"dashboards/{run.module}.json", variants(run)
+    # the faults the run played, shaded even on a dashboard without a fault annotation
+    captured["faults"] = [[f.begin, f.end or p.end or f.begin, f.service] for p in run.phases for f in p.faults
+                          if f.begin is not None]
     path.write_text(json.dumps(captured, separators=(",", ":")), encoding="utf-8")
     return path
 

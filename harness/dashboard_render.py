@@ -93,6 +93,8 @@ def _shade(ax, captured: dict, t0: float, variants: dict) -> None:
             color = FAULT_COLOR if fault else variants.get(series["labels"].get("variant"), "0.5")
             for a, b in _spans(series["values"], captured["step"]):
                 ax.axvspan(a - t0, b - t0, color=color, alpha=0.6 if fault else 0.1, linewidth=0, zorder=0)
+    for begin, end, _ in captured.get("faults", []):
+        ax.axvspan(begin - t0, end - t0, color=FAULT_COLOR, alpha=0.6, linewidth=0, zorder=0)
 
 
 def _no_data(ax, why: str = "no data") -> None:

@@ -92,3 +92,20 @@ def test_the_e2e_check_sees_a_panel_that_lost_its_data_or_a_listed_one_that_has_
     back["panels"][1]["targets"][0]["series"] = back["panels"][0]["targets"][0]["series"]
     (tmp_path / dashboard.FILE).write_text(json.dumps(back))
     assert dashboard_problems(tmp_path, source) == ["Nothing here: drawn and listed as empty"]
+
+
+def test_the_runs_faults_are_shaded_on_every_time_panel():
+    from matplotlib.colors import to_rgba
+
+    from harness.dashboard_render import FAULT_COLOR, dashboard_figure
+
+    plain = captured()
+    with_fault = {**captured(), "faults": [[120.0, 130.0, "redis"]]}
+
+    def red_spans(fig):
+        return [p for ax in fig.axes for p in ax.patches if p.get_facecolor()[:3] == to_rgba(FAULT_COLOR)[:3]]
+
+    assert not red_spans(dashboard_figure(plain))
+    spans = red_spans(dashboard_figure(with_fault))
+    assert len(spans) == 1  # the one time panel with data; the empty one says "no data" instead
+    assert spans[0].get_x() == 20.0 and spans[0].get_width() == 10.0
