@@ -15,8 +15,6 @@ import math
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from harness.grafana import empty_panels
-
 __all__ = ["compare_figure", "dashboard_figure", "format_value"]
 
 WIDTH_IN, UNIT_IN = 13.0, 0.34  # the figure's width, and one gridPos height unit
@@ -242,6 +240,3 @@ def compare_figure(a: dict, b: dict, label_a: str, label_b: str) -> Figure:
     return fig
 
 
-def empty_rows(captured: dict) -> list[list[str]]:
-    """The report's table of panels that drew nothing, with why."""
-    return [[title, why] for title, why in empty_panels(captured)]

@@ -9,7 +9,6 @@ Markdown and HTML, so the two always say the same thing. The plots are in harnes
 from __future__ import annotations
 
 import base64
-import html
 import re
 from pathlib import Path
 
@@ -18,10 +17,11 @@ from rich.text import Text
 
 from harness import censored, dashboard, noise
 from harness.claims import FAILING
+from harness.claims_view import claims_view
 from harness.document import html_page, markdown, md_table
 from harness.gate import budget_problem, fault_problems, tally
 from harness.plots import write_plots
-from harness.presentation import MISSING, fmt, humane, metric_format, presentation, summary_of
+from harness.presentation import MISSING, fmt, metric_format, presentation, summary_of
 from harness.record import Run
 
 __all__ = ["compare_markdown", "compare_table", "fmt", "render", "summary_table", "verdict_table"]
@@ -95,47 +95,6 @@ def _claim_rows(run: Run, demonstrations: bool = False) -> list[list[str]]:
     return [[c.status, c.id, c.sentence, c.expression, fmt(c.measured), fmt(c.baseline), fmt(c.ratio, "ratio"),
              fmt(c.threshold), c.detail or "", *([c.demonstration] if demonstrations else [])]
             for c in run.claims if bool(c.demonstration) == demonstrations]
-
-
-def _metric_of(claim) -> str:
-    """The metric a claim reads, from its expression ("presigned cpu_s_per_mib <= 0.35 x proxy ...")."""
-    words = claim.expression.split()
-    return words[1] if len(words) > 1 else ""
-
-
-def _claims_view(run: Run, demonstrations: bool = False) -> str:
-    """The claims as a reader takes them in: the verdict and the sentence first, then measured against
-    the baseline in the metric's unit and the ratio against its threshold; how it is computed folded;
-    the claims not run grouped apart with the command that runs them."""
-    esc = html.escape
-    claims = [c for c in run.claims if bool(c.demonstration) == demonstrations]
-    ran = [c for c in claims if c.status != "not run"]
-    rows = []
-    for c in ran:
-        key = _metric_of(c)
-        kind = metric_format(run, key)[1] if key else "num"
-        label = metric_format(run, key)[0] if key else ""
-        vs = humane(key, c.measured, kind) + (f" vs {humane(key, c.baseline, kind)}" if c.baseline is not None else "")
-        words = c.expression.split()
-        op = words[2] + " " if len(words) > 2 and words[2] in ("<=", ">=", "<", ">", "==") else ""
-        ratio = f"{fmt(c.ratio, 'ratio')} (needs {op}{fmt(c.threshold)}x)" if c.ratio is not None and c.threshold \
-            is not None else f"needs {op}{humane(key, c.threshold, kind)}" if c.threshold is not None else ""
-        folded = "".join(f"<div>{esc(t)}</div>" for t in (c.expression, c.detail, c.demonstration) if t)
-        rows.append(f'<tr><td class="{_html_class(c.status)}">{esc(c.status)}</td>'
-                    f'<td class="sentence">{esc(c.sentence or c.id)}<details><summary>{esc(c.id)} · '
-                    f'{esc(c.scenario)}{" · " + esc(label) if label else ""}</summary>{folded}</details></td>'
-                    f'<td class="n">{esc(vs)}</td><td class="n">{esc(ratio)}</td></tr>')
-    out = ['<table class="claims"><thead><tr><th>verdict</th><th>claim</th><th>measured vs baseline</th>'
-           '<th>ratio (threshold)</th></tr></thead><tbody>', *rows, "</tbody></table>"] if rows else []
-    not_run = [c for c in claims if c.status == "not run"]
-    if not_run:
-        scenarios = list(dict.fromkeys(c.scenario for c in not_run if c.scenario))
-        command = f"harness run {run.module} --scenarios {' '.join(scenarios)}" if scenarios else ""
-        items = "".join(f"<li><b>{esc(c.id)}</b> ({esc(c.scenario)}): {esc(c.sentence)}</li>" for c in not_run)
-        out.append(f'<details class="notrun"><summary>{len(not_run)} not run: their scenarios were not part of this '
-                   f'run{"; run them with <code>" + esc(command) + "</code>" if command else ""}</summary>'
-                   f"<ul>{items}</ul></details>")
-    return "\n".join(out)
 
 
 def _invariant_rows(run: Run) -> list[list[str]]:
@@ -368,11 +327,12 @@ def _document(run: Run, plot_names: list[str], dashboard_blocks: list[tuple] = (
     if run.error:
         blocks.append(("p", f"The run stopped early: {run.error}"))
     claims = _claim_rows(run)
-    blocks += [("h", 2, "Claims"), ("view", list(CLAIM_HEADERS), claims, _claims_view(run)) if claims else
+    blocks += [("h", 2, "Claims"), ("view", list(CLAIM_HEADERS), claims, claims_view(run, _html_class)) if claims else
                ("p", "None recorded.")]
     if demonstrations := _claim_rows(run, demonstrations=True):
         blocks += [("h", 2, "Demonstrations"), ("p", DEMONSTRATIONS),
-                   ("view", list(DEMONSTRATION_HEADERS), demonstrations, _claims_view(run, demonstrations=True))]
+                   ("view", list(DEMONSTRATION_HEADERS), demonstrations,
+                    claims_view(run, _html_class, demonstrations=True))]
     if problems := _gate_problems(run):
         blocks += [("h", 2, "Phases the claims cannot trust"),
                    ("p", "Claims reading these phases are invalid: " + "; ".join(problems) + ".")]
