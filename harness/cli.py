@@ -188,16 +188,28 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    """Put two runs side by side: every summary metric, its change, and each claim's verdicts."""
-    from harness import report
+    """Put two runs side by side: each claim's verdict and ratio first, then the summary metrics and their change.
+
+    Also writes compare.md and compare.html with both runs' dashboards side by side, panel by panel.
+    """
+    from harness import dashboard, report
     from harness.record import BenchRun
     from harness.results import RunNotFound, find_run, load_run
 
     settings = get_settings()
-    a, b = (load_run(find_run(ref, settings.results_dir)) for ref in (args.run_a, args.run_b))
+    dirs = [find_run(ref, settings.results_dir) for ref in (args.run_a, args.run_b)]
+    a, b = (load_run(run_dir) for run_dir in dirs)
     if isinstance(a, BenchRun) or isinstance(b, BenchRun):
         raise RunNotFound("compare takes two module runs; a bench run's report.md has its own comparison")
     console.print(report.compare_table(a, b))
+    console.print(report.machines_note(a, b))
+    out = Path(args.out) if args.out else settings.results_dir / b.module / f"compare-{a.run_id}-vs-{b.run_id}"
+    side_by_side = dashboard.compare(*dirs, f"{a.module} {a.run_id}", f"{b.module} {b.run_id}",
+                                     out / "plots" / "dashboards.png")
+    for path in report.compare_page(a, b, out, side_by_side):
+        console.print(f"wrote {path}")
+    if side_by_side is None:
+        console.print("no dashboards side by side: a run has no dashboard.json (made before runs stored them)")
     return 0
 
 
@@ -317,6 +329,8 @@ def parser() -> argparse.ArgumentParser:
     compare = add("compare", cmd_compare)
     compare.add_argument("run_a")
     compare.add_argument("run_b")
+    compare.add_argument("--out", metavar="DIR", help="where compare.md, compare.html and the side-by-side "
+                                                       "dashboards go (default: results/<module>/compare-A-vs-B)")
     add("list", cmd_list)
     add("generate", cmd_generate).add_argument("--check", action="store_true",
                                                help="change nothing; exit 1 naming the stale files")

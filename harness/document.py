@@ -1,7 +1,9 @@
 """A report as blocks, written out as Markdown and as one self-contained HTML page.
 
 Blocks: ("h", level, text), ("verdict", passed, text), ("p", text), ("table", headers, rows),
-("images", names) and ("kv", pairs); both writers render every kind, so the two files say the same.
+("images", names), ("kv", pairs) and ("view", headers, rows, html): a table that Markdown writes as it is and
+HTML shows as the given markup, laid out to be read at a glance (the same facts, arranged); both writers
+render every kind, so the two files say the same.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def markdown(blocks: list[tuple]) -> str:
                 out.append(f"**{text}**")
             case ("p", text):
                 out.append(text)
-            case ("table", headers, rows):
+            case ("table", headers, rows) | ("view", headers, rows, _):
                 out.append(md_table(headers, rows))
             case ("images", names):
                 out += [f"![{name}](plots/{name})" for name in names]
@@ -62,6 +64,8 @@ def html_page(blocks: list[tuple], images: dict[str, str], css: str, css_class: 
                 out.append(f"<p>{esc(text)}</p>")
             case ("table", headers, rows):
                 out.append(_html_table(headers, rows, css_class))
+            case ("view", _, _, markup):
+                out.append(markup)
             case ("images", names):
                 out += [f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{images[n]}"></figure>'
                         for n in names]

@@ -82,3 +82,40 @@ def colors(run: Run) -> dict[str, str]:
         names += list(variants)
     names += [phase.variant for phase in run.phases]
     return {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(n for n in names if n))}
+
+
+def _seconds(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 1 or magnitude == 0:
+        return f"{value:.3g} s"
+    return f"{value * 1e3:.3g} ms" if magnitude >= 1e-3 else f"{value * 1e6:.3g} µs"
+
+
+def _bytes(value: float) -> str:
+    for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {name}"
+    return f"{value:.3g} B"
+
+
+def humane(key: str, value, kind: str = "num") -> str:
+    """A metric's value as a person reads it, its unit taken from the metric's name: cpu_s_per_mib
+    0.000218 -> "0.218 ms CPU per MiB", p99_ms 1500 -> "1.5 s", *_bytes 8388608 -> "8 MiB". A censored
+    value, a ratio or a percentage is shown as `fmt` shows it."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or kind in ("ratio", "percent", "change") \
+            or math.isinf(value) or math.isnan(value):
+        return fmt(value, kind)
+    head, _, per = key.partition("_per_")
+    per = f" per {per.replace('_', ' ').replace('mib', 'MiB').replace('kib', 'KiB')}" if per else ""
+    words = head.split("_")
+    if words[-1] == "ms":
+        return _seconds(value / 1e3) + per
+    if words[-1] == "us":
+        return _seconds(value / 1e6) + per
+    if words[-1] == "s":
+        return _seconds(value) + (" CPU" if "cpu" in words else "") + per
+    if words[-1] == "bytes":
+        return _bytes(value) + per
+    if words[-1] == "mib":
+        return _bytes(value * 2**20) + per
+    return fmt(value, kind) + (f" {head.replace('_', ' ')}{per}" if per else "")

@@ -59,8 +59,11 @@ class Prometheus:
         self.url, self.timeout_s = url.rstrip("/"), timeout_s
 
     def query(self, expr: str, at: float) -> list[dict]:
+        return self._get("query", expr, time=f"{at:.3f}")
+
+    def _get(self, endpoint: str, expr: str, **params: str) -> list[dict]:
         try:
-            response = requests.get(f"{self.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"},
+            response = requests.get(f"{self.url}/api/v1/{endpoint}", params={"query": expr, **params},
                                     timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise PrometheusError(f"Prometheus at {self.url} did not answer ({exc}); is it up? "
@@ -69,6 +72,10 @@ class Prometheus:
         if response.status_code != 200 or body.get("status") != "success":
             raise PrometheusError(f"query {expr!r} failed: {body.get('error', response.text[:200])}")
         return body["data"]["result"]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        """A range query's series (matrix), for a dashboard panel over a window."""
+        return self._get("query_range", expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}")
 
     def value(self, expr: str, at: float) -> float | None:
         result = self.query(f"sum({expr})", at)

@@ -15,8 +15,9 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from harness import censored, noise
+from harness import censored, dashboard, noise
 from harness.claims import FAILING
+from harness.claims_view import claims_view
 from harness.document import html_page, markdown, md_table
 from harness.gate import budget_problem, fault_problems, tally
 from harness.plots import write_plots
@@ -70,7 +71,11 @@ th{background:#f6f8fa;text-align:left}td.n{text-align:right;font-variant-numeric
 .held,.pass{color:#1a7f37;font-weight:600}.failed,.fail,.unmeasured,.invalid,.violated{color:#cf222e;font-weight:600}
 .skipped,.finding{color:#9a6700}p.verdict{font-size:1.2em;padding:.4em .8em;border-radius:4px}
 p.verdict.pass{background:#dafbe1}p.verdict.fail{background:#ffebe9}img{max-width:100%}
-dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{font-weight:600}dd{margin:0}"""
+dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{font-weight:600}dd{margin:0}
+table.claims{width:100%}table.claims td{vertical-align:top}td.sentence{min-width:30em}
+details summary{cursor:pointer;color:#57606a;font-size:.85em}details div{font-size:.85em;color:#444}
+details.notrun{margin:.5em 0 1.5em;padding:.4em .8em;background:#fff8c5;border-radius:4px}
+details.notrun summary{color:#6e5600;font-size:1em}"""
 
 
 def _passed(run: Run) -> bool:
@@ -199,9 +204,25 @@ def _change(a, b) -> float | None:
     return None if a is None or b is None or a == 0 else (b - a) / a * 100
 
 
+def _claim_cell(claim) -> str:
+    if claim is None:
+        return MISSING
+    return f"{claim.status} {fmt(claim.ratio, 'ratio')}" if claim.ratio is not None else claim.status
+
+
 def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
+    """The claims first, each run's verdict with its ratio: a ratio compares variants measured side by side
+    on one machine, so it carries over between machines; then the absolutes, which do not."""
     headers = ["scenario", "variant", "metric", f"A {a.run_id}", f"B {b.run_id}", "B/A"]
     rows = []
+    claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
+    for cid in dict.fromkeys([*claims_a, *claims_b]):
+        ca, cb = claims_a.get(cid), claims_b.get(cid)
+        scenario = (ca or cb).scenario or ""
+        kind = "demonstration" if (ca or cb).demonstration else "claim"
+        moved = "changed" if (ca and ca.status) != (cb and cb.status) else \
+            fmt(_change(ca.ratio, cb.ratio), "change") if ca and cb and _number(ca.ratio) and _number(cb.ratio) else ""
+        rows.append([scenario, "", f"{kind} {cid}", _claim_cell(ca), _claim_cell(cb), moved])
     for group, variants in summary_of(a).items():
         for variant, ma in variants.items():
             mb = (summary_of(b).get(group) or {}).get(variant)
@@ -211,13 +232,21 @@ def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
                     kind = metric_format(a, key)[1]
                     rows.append([group, variant, key, fmt(ma.get(key), kind), fmt(mb.get(key), kind),
                                  fmt(_change(ma.get(key), mb.get(key)), "change")])
-    claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
-    for cid in dict.fromkeys([*claims_a, *claims_b]):
-        sa, sb = (c.status if (c := claims_a.get(cid)) else None), (c.status if (c := claims_b.get(cid)) else None)
-        scenario = (claims_a.get(cid) or claims_b[cid]).scenario or ""
-        kind = "demonstration" if (claims_a.get(cid) or claims_b[cid]).demonstration else "claim"
-        rows.append([scenario, "", f"{kind} {cid}", fmt(sa), fmt(sb), "" if sa == sb else "changed"])
     return headers, rows
+
+
+def machines_note(a: Run, b: Run) -> str:
+    """Whether the two runs' absolutes can be compared at all: the machines they ran on."""
+    def machine(run: Run) -> str:
+        env = run.environment
+        return f"{env.cpu_model or 'an unknown CPU'} ({env.cpu_count or '?'} cores)"
+
+    same = machine(a) == machine(b)
+    where = f"both on {machine(a)}" if same else f"A on {machine(a)}, B on {machine(b)}"
+    return (f"Claims first: each ratio compares variants measured side by side within one run, so it carries over "
+            f"between machines. The absolutes after them (requests/s, latencies) are machine-bound: {where}"
+            + ("; a change in them may be the machine, not the code." if not same else
+               "; their change is still subject to the host's noise (see each report's host noise table)."))
 
 
 # ---- rich ----
@@ -265,12 +294,29 @@ def compare_table(a: Run, b: Run) -> Table:
 def compare_markdown(a: Run, b: Run) -> str:
     """compare_table as Markdown."""
     heading = f"## {a.module}: A {a.run_id} vs B {b.run_id}"
-    return f"{heading}\n\n{md_table(*_compare(a, b))}\n"
+    return f"{heading}\n\n{machines_note(a, b)}\n\n{md_table(*_compare(a, b))}\n"
+
+
+def compare_page(a: Run, b: Run, out_dir: Path, dashboards: Path | None) -> list[Path]:
+    """compare.md and compare.html in out_dir: the note, the table, and both dashboards side by side."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks = [("h", 1, f"{a.module}: A {a.run_id} vs B {b.run_id}"), ("p", machines_note(a, b)),
+              ("table", *_compare(a, b))]
+    images = {}
+    if dashboards is not None:
+        blocks += [("h", 2, "Dashboards side by side"),
+                   ("p", "Every panel of the module's dashboard, A left and B right on the same scale, each over its "
+                         "own run's window (seconds since that window's start)."), ("images", [dashboards.name])]
+        images[dashboards.name] = base64.b64encode(dashboards.read_bytes()).decode("ascii")
+    md_path, page = out_dir / "compare.md", out_dir / "compare.html"
+    md_path.write_text(markdown(blocks), encoding="utf-8")
+    page.write_text(html_page(blocks, images, CSS, _html_class), encoding="utf-8")
+    return [md_path, page]
 
 
 # ---- the document, as Markdown and HTML ----
 
-def _document(run: Run, plot_names: list[str]) -> list[tuple]:
+def _document(run: Run, plot_names: list[str], dashboard_blocks: list[tuple] = ()) -> list[tuple]:
     def table(headers, rows):
         return [("table", list(headers), rows)] if rows else [("p", "None recorded.")]
 
@@ -280,10 +326,13 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     blocks = [("h", 1, title), ("verdict", _passed(run), _verdict_text(run)), ("p", info)]
     if run.error:
         blocks.append(("p", f"The run stopped early: {run.error}"))
-    blocks += [("h", 2, "Claims"), *table(CLAIM_HEADERS, _claim_rows(run))]
+    claims = _claim_rows(run)
+    blocks += [("h", 2, "Claims"), ("view", list(CLAIM_HEADERS), claims, claims_view(run, _html_class)) if claims else
+               ("p", "None recorded.")]
     if demonstrations := _claim_rows(run, demonstrations=True):
         blocks += [("h", 2, "Demonstrations"), ("p", DEMONSTRATIONS),
-                   *table(DEMONSTRATION_HEADERS, demonstrations)]
+                   ("view", list(DEMONSTRATION_HEADERS), demonstrations,
+                    claims_view(run, _html_class, demonstrations=True))]
     if problems := _gate_problems(run):
         blocks += [("h", 2, "Phases the claims cannot trust"),
                    ("p", "Claims reading these phases are invalid: " + "; ".join(problems) + ".")]
@@ -307,6 +356,7 @@ def _document(run: Run, plot_names: list[str]) -> list[tuple]:
     blocks += [("h", 2, "Phases"), *table(PHASE_HEADERS, _phase_rows(run))]
     blocks += noise_table
     blocks += [("h", 2, "Plots"), ("images", plot_names)]
+    blocks += dashboard_blocks
     for heading, values in (("Parameters", run.parameters), ("Environment", run.environment.dump())):
         blocks += [("h", 2, heading), ("kv", [(k, fmt(v)) for k, v in values.items()])]
     return blocks + [("h", 2, "How to read this"), ("p", HOW_TO_READ)]
@@ -316,7 +366,11 @@ def render(run: Run, run_dir: Path) -> list[Path]:
     """Write plots/*.png, report.md and report.html into run_dir; return the paths written."""
     run_dir = Path(run_dir)
     plots = write_plots(run, run_dir / "plots")
-    blocks = _document(run, [p.name for p in plots])
+    captured = dashboard.load(run_dir)
+    drawn = [dashboard.write_png(captured, run_dir / "plots" / "dashboard.png", f"{run.name}: run {run.run_id}")] \
+        if captured and not captured.get("error") else []
+    blocks = _document(run, [p.name for p in plots], dashboard.blocks(run_dir, "dashboard.png" if drawn else None))
+    plots += drawn
     md_path, page = run_dir / "report.md", run_dir / "report.html"
     md_path.write_text(markdown(blocks), encoding="utf-8")
     images = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in plots}

@@ -16,7 +16,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from harness import gate, results, summary, sweep
+from harness import dashboard, gate, results, summary, sweep
 from harness.phase import PhaseFailed, check_undone, phase_record, run_phase, server_metrics
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus
@@ -149,6 +149,7 @@ def execute(plan: Plan, settings: Settings, progress: Progress | None = None) ->
         conclude(run, plan, runner.histograms)
         run.finished, run.duration_s = _iso(time.time()), round(time.time() - started, 1)
         results.write_run(run_dir, run)
+        dashboard.store(run, run_dir, settings)
         report.render(run, run_dir)
     return run, run_dir
 

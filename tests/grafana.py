@@ -105,3 +105,21 @@ def panels_without_data(dashboard_path: Path, start: float, end: float, faults: 
         if not any(series["values"] for series in body["data"]["result"]):
             empty.append(f"{title}: {expr}")
     return empty
+
+
+def dashboard_problems(run_dir: Path, dashboard_path: Path) -> list[str]:
+    """Every panel of a module's dashboard that the run's report neither drew with data nor listed as
+    empty with a reason (harness/dashboard.py stores the run's series in dashboard.json). A module's
+    e2e test calls it on its short real run."""
+    captured = json.loads((Path(run_dir) / "dashboard.json").read_text())
+    assert not captured.get("error"), captured["error"]
+    report = (Path(run_dir) / "report.md").read_text()
+    section = report.split("## Dashboard", 1)[1].split("\n## ", 1)[0]
+    problems = []
+    for panel in (p for p in iter_panels(json.loads(Path(dashboard_path).read_text())["panels"]) if p["type"] != "row"):
+        [stored] = [p for p in captured["panels"] if p["id"] == panel["id"]]
+        has_data = any(s["values"] for t in stored["targets"] for s in t["series"])
+        listed = f"| {panel['title']} | " in section
+        if has_data == listed:
+            problems.append(f"{panel['title']}: {'drawn and listed as empty' if listed else 'no data, not listed'}")
+    return problems

@@ -25,7 +25,7 @@ from locust.event import Events
 from locust.rpc import Message
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from harness.loadgen import bootstrap, exporter, knobs, merge, options
+from harness.loadgen import bootstrap, exporter, knobs, live_tab, merge, options
 from harness.loadgen.arrivals import Arrivals
 from harness.loadgen.invariants import Invariants
 from harness.loadgen.recorder import ExactRecorder
@@ -141,8 +141,11 @@ class Plugin:
             return
         if isinstance(environment.runner, MasterRunner):
             environment.runner.register_message("harness_final", self._on_final_delta)
-        exporter.USERS.labels(self.spec.id, self.options.variant).set_function(
-            lambda: environment.runner.user_count if environment.runner else 0)
+        self._export_users(environment)
+        dashboard = settings.project_dir / "dashboards" / f"{self.spec.id}.json"
+        if environment.web_ui is not None and dashboard.exists():
+            live_tab.install(environment, live_tab.LiveDashboard(dashboard, self.spec.id, list(self.spec.variant_names),
+                                                                 settings))
         if not self.options.no_stack:
             self.started_services = bootstrap.ensure_stack(self.spec, environment.host, settings)
 
@@ -163,6 +166,8 @@ class Plugin:
         self.observer = exporter.Observer(self.spec.id, self.options.variant)
         self._phase_gauge(1)
         runner = environment.runner
+        if not isinstance(runner, WorkerRunner):
+            self._export_users(environment)
         if isinstance(runner, MasterRunner):
             if self.options.rate > 0 and runner.worker_count != self.options.expect_workers:
                 log.warning("the arrival rate is split over --expect-workers=%d workers, but %d are connected",
@@ -179,6 +184,13 @@ class Plugin:
         gevent.spawn_later(self.options.warmup, self._end_warmup)
         if not isinstance(runner, WorkerRunner):
             self._mark_faults()
+
+    def _export_users(self, environment: Environment) -> None:
+        """The users gauge under the variant being loaded: the web UI's form may switch it between tests,
+        and a variant not running reads 0, so a dashboard shows which one has the users."""
+        variant = self.options.variant
+        exporter.USERS.labels(self.spec.id, variant).set_function(
+            lambda: environment.runner.user_count if environment.runner and self.options.variant == variant else 0)
 
     def _set_knobs(self) -> None:
         """A test whose knobs cannot be set measures something else: it stops, with no results and exit

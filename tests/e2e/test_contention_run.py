@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from grafana import panels_without_data
+from grafana import dashboard_problems, panels_without_data
 
 from harness.modules import dashboard, get_module
 
@@ -76,10 +76,11 @@ def test_the_contention_line_plot_is_drawn(short_run):
 
 
 def test_every_dashboard_panel_returns_data(short_run):
-    run, _ = short_run
+    run, run_dir = short_run
     start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 2
     empty = panels_without_data(dashboard(SPEC), start, end)
     assert not empty, "panels without data after a run:\n" + "\n".join(empty)
+    assert not dashboard_problems(run_dir, dashboard(SPEC))  # the report drew them, or listed why not
 
 
 def test_report_files_exist(short_run):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from grafana import panels_without_data
+from grafana import dashboard_problems, panels_without_data
 
 from harness.modules import dashboard, get_module
 
@@ -45,7 +45,8 @@ def test_security_checks_ran_against_the_store(short_run):
 
 
 def test_every_dashboard_panel_returns_data(short_run):
-    run, _ = short_run
+    run, run_dir = short_run
     start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 2
     empty = panels_without_data(dashboard(SPEC), start, end)
     assert not empty, "panels without data after a run:\n" + "\n".join(empty)
+    assert not dashboard_problems(run_dir, dashboard(SPEC))  # the report drew them, or listed why not

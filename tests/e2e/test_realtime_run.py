@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from grafana import panels_without_data
+from grafana import dashboard_problems, panels_without_data
 
 from harness.modules import dashboard, get_module
 
@@ -18,7 +18,7 @@ SPEC = get_module("realtime")
 
 
 @pytest.fixture(scope="module")
-def short_run(stack, tmp_path_factory):
+def short_run_dir(stack, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "realtime", "--scenarios", "steady",
                            "restart", "--duration", "8", "--warmup", "2", "--users", "20", "--no-fail"],
@@ -26,7 +26,12 @@ def short_run(stack, tmp_path_factory):
                           env={**os.environ, "HARNESS_RESULTS_DIR": str(results)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (run_dir,) = (results / "realtime").iterdir()
-    return json.loads((run_dir / "run.json").read_text())
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def short_run(short_run_dir):
+    return json.loads((short_run_dir / "run.json").read_text())
 
 
 def test_every_variant_delivers_and_is_measured(short_run):
@@ -41,7 +46,8 @@ def test_every_variant_delivers_and_is_measured(short_run):
     assert restart["websocket"]["faults"] and restart["sse"]["faults"]
 
 
-def test_every_dashboard_panel_returns_data(short_run):
+def test_every_dashboard_panel_returns_data(short_run, short_run_dir):
     start, end = short_run["phases"][0]["start"], short_run["phases"][-1]["end"] + 2
     empty = panels_without_data(dashboard(SPEC), start, end, faults=True)
     assert not empty, "panels without data after a run:\n" + "\n".join(empty)
+    assert not dashboard_problems(short_run_dir, dashboard(SPEC))  # the report drew them, or listed why not

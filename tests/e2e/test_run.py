@@ -4,13 +4,14 @@ stack. These check the mechanism; whether a claim holds on this machine is what 
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import requests
-from grafana import panels_without_data
+from grafana import dashboard_problems, panels_without_data
 
 from harness import censored, sweep
 from harness.modules import dashboard, get_module, url
@@ -69,25 +70,42 @@ def test_run_writes_complete_results(short_run):
     assert "cache_throughput" in stdout and ("PASSED" in stdout or "FAILED" in stdout)
 
 
-def test_report_and_compare_rerender_from_run_json_alone(short_run):
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_report_and_compare_rerender_from_run_json_alone(short_run, tmp_path):
     run, run_dir, _ = short_run
     (run_dir / "report.md").unlink()
-    env = {**os.environ, "HARNESS_RESULTS_DIR": str(run_dir.parent.parent)}
+    dashboard_png = (run_dir / "plots" / "dashboard.png").read_bytes()
+    (run_dir / "plots" / "dashboard.png").unlink()
+    # the stored dashboard.json redraws the dashboard: no Prometheus is reachable here
+    env = {**os.environ, "HARNESS_RESULTS_DIR": str(run_dir.parent.parent),
+           "HARNESS_PROMETHEUS_PORT": str(closed_port())}
     done = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run_dir)], capture_output=True,
                           text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     report = (run_dir / "report.md").read_text()
     assert run["run_id"] in report and "hit ratio" in report  # the spec's columns, from run.json
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", run["run_id"], "latest"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    assert (run_dir / "plots" / "dashboard.png").read_bytes() == dashboard_png
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", run["run_id"], "latest", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0 and "cache_aside" in done.stdout
+    page = (tmp_path / "compare.html").read_text()  # both runs' dashboards side by side, claims' ratios first
+    assert "Dashboards side by side" in page and (tmp_path / "plots" / "dashboards.png").stat().st_size > 50_000
+    assert page.index("claim ") < page.index("<td>rps</td>")
 
 
 def test_every_dashboard_panel_returns_data(short_run):
-    run, _, _ = short_run
+    run, run_dir, _ = short_run
     start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 2
     empty = panels_without_data(dashboard(get_module("scaling_reads")), start, end)
     assert not empty, "panels without data after a run:\n" + "\n".join(empty)
+    # the report drew every panel with data, or listed it as empty with why
+    assert not dashboard_problems(run_dir, dashboard(get_module("scaling_reads")))
+    assert '<img alt="dashboard.png" src="data:image/png;base64,' in (run_dir / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_the_wheel_carries_every_part_of_a_run(wheel):
     names = set(wheel.namelist())
     for path in ("harness/cli.py", "harness/modules/scaling_reads.py", "harness/loadgen/plugin.py",
+                 "harness/loadgen/live_tab.html",
                  "harness/bench_bare.py", "locustfiles/scaling_reads.py", "targets/common.py",
                  "targets/scaling_reads/__init__.py", "targets/scaling_reads/main.py",
                  "dashboards/scaling_reads.json", "dashboards/prometheus/prometheus.yml",

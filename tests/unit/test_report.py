@@ -249,8 +249,10 @@ def test_compare_markdown_shows_change():
     assert "| ycsb | direct | rps | 600 | 660 | +10.0% |" in md
     assert "| ycsb | cache_aside | hit_ratio | 93.0% | 93.0% | +0.0% |" in md
     assert "| ycsb |  | claim cache_hit_ratio | failed | held | changed |" in md
-    assert "| ycsb |  | claim cache_throughput | held | held |  |" in md
+    assert "| ycsb |  | claim cache_throughput | held 2.17x | held 2.17x | +0.0% |" in md
     assert "db_queries_per_expiry" in md
+    assert md.index("claim cache_throughput") < md.index("| rps |")  # the ratios lead, the absolutes follow
+    assert "machine-bound: both on" in md
 
 
 def test_compare_table_shows_change():
