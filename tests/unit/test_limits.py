@@ -15,7 +15,8 @@ from harness.claims import check
 from harness.modules import get_module
 from harness.plan import make_plan
 
-SPIN = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\nwhile True: pass"
+SPIN = ("import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
+        "end = time.monotonic() + 60\nwhile time.monotonic() < end: pass")  # both bounded
 
 
 def members(group: Path) -> set[int]:
