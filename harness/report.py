@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from harness import censored, dashboard, noise
+from harness import calibrate, censored, dashboard, noise
 from harness.claims import FAILING
 from harness.claims_view import claims_view
 from harness.document import html_page, markdown, md_table
@@ -210,10 +210,20 @@ def _claim_cell(claim) -> str:
     return f"{claim.status} {fmt(claim.ratio, 'ratio')}" if claim.ratio is not None else claim.status
 
 
+def _calibration(run: Run) -> float | None:
+    value = (run.environment.model_extra or {}).get("calibration_ops_s")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
     """The claims first, each run's verdict with its ratio: a ratio compares variants measured side by side
-    on one machine, so it carries over between machines; then the absolutes, which do not."""
-    headers = ["scenario", "variant", "metric", f"A {a.run_id}", f"B {b.run_id}", "B/A"]
+    on one machine, so it carries over between machines; then the absolutes, which do not. When both runs
+    recorded a calibration figure, a last column gives a rate's or a time's B/A as if B had run on A's
+    machine (harness/calibrate.py)."""
+    cal_a, cal_b = _calibration(a), _calibration(b)
+    calibrated = cal_a is not None and cal_b is not None
+    headers = ["scenario", "variant", "metric", f"A {a.run_id}", f"B {b.run_id}", "B/A",
+               *(["B/A on A's machine"] if calibrated else [])]
     rows = []
     claims_a, claims_b = {c.id: c for c in a.claims}, {c.id: c for c in b.claims}
     for cid in dict.fromkeys([*claims_a, *claims_b]):
@@ -222,7 +232,8 @@ def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
         kind = "demonstration" if (ca or cb).demonstration else "claim"
         moved = "changed" if (ca and ca.status) != (cb and cb.status) else \
             fmt(_change(ca.ratio, cb.ratio), "change") if ca and cb and _number(ca.ratio) and _number(cb.ratio) else ""
-        rows.append([scenario, "", f"{kind} {cid}", _claim_cell(ca), _claim_cell(cb), moved])
+        rows.append([scenario, "", f"{kind} {cid}", _claim_cell(ca), _claim_cell(cb), moved,
+                     *([""] if calibrated else [])])
     for group, variants in summary_of(a).items():
         for variant, ma in variants.items():
             mb = (summary_of(b).get(group) or {}).get(variant)
@@ -230,8 +241,13 @@ def _compare(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
                 if mb is not None and ma.has(key) and mb.has(key) and (ma.get(key) is not None
                                                                         or mb.get(key) is not None):
                     kind = metric_format(a, key)[1]
-                    rows.append([group, variant, key, fmt(ma.get(key), kind), fmt(mb.get(key), kind),
-                                 fmt(_change(ma.get(key), mb.get(key)), "change")])
+                    row = [group, variant, key, fmt(ma.get(key), kind), fmt(mb.get(key), kind),
+                           fmt(_change(ma.get(key), mb.get(key)), "change")]
+                    if calibrated:
+                        same = calibrate.normalised_change(key, _number(ma.get(key)), _number(mb.get(key)), cal_a,
+                                                           cal_b)
+                        row.append(fmt(None if same is None else (same - 1) * 100, "change"))
+                    rows.append(row)
     return headers, rows
 
 
@@ -243,10 +259,16 @@ def machines_note(a: Run, b: Run) -> str:
 
     same = machine(a) == machine(b)
     where = f"both on {machine(a)}" if same else f"A on {machine(a)}, B on {machine(b)}"
+    cal_a, cal_b = _calibration(a), _calibration(b)
+    yardstick = (f" Calibration (a fixed piece of Python, iterations/s, measured before each run): A {cal_a:,.0f}, "
+                 f"B {cal_b:,.0f}, B/A {cal_b / cal_a:.2f}; the last column divides a rate's change by it and "
+                 "multiplies a time's, as if B had run on A's machine." if cal_a and cal_b else
+                 " One of the runs recorded no calibration figure, so the absolutes are not normalised.")
     return (f"Claims first: each ratio compares variants measured side by side within one run, so it carries over "
             f"between machines. The absolutes after them (requests/s, latencies) are machine-bound: {where}"
             + ("; a change in them may be the machine, not the code." if not same else
-               "; their change is still subject to the host's noise (see each report's host noise table)."))
+               "; their change is still subject to the host's noise (see each report's host noise table).")
+            + yardstick)
 
 
 # ---- rich ----

@@ -16,7 +16,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from harness import dashboard, gate, results, summary, sweep
+from harness import calibrate, dashboard, gate, results, summary, sweep
 from harness.phase import PhaseFailed, check_undone, phase_record, run_phase, server_metrics
 from harness.plan import PhaseSpec, Plan
 from harness.prom import Prometheus
@@ -37,6 +37,7 @@ def environment(settings: Settings, services: list[str]) -> Environment:
     env["git_commit"] = head.stdout.strip() or None
     dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     env["git_dirty"] = bool(dirty.stdout.strip()) if head.returncode == 0 else None
+    env["calibration_ops_s"] = round(calibrate.ops_per_second())  # this machine's yardstick (harness compare)
     from harness.stack import SERVICES
 
     for name in services:

@@ -2,6 +2,7 @@ import copy
 import io
 import re
 
+import pytest
 from rich.console import Console
 from sample_run import sample_run
 
@@ -332,3 +333,28 @@ def test_a_run_without_demonstrations_reads_as_before(tmp_path):
     old = {"id": "c", "status": "held"}  # a run.json written before demonstrations
     loaded = record.load(sample_run(claims=[old])).claims[0]
     assert loaded.demonstration == "" and loaded.dump() == old
+
+
+def test_compare_normalises_absolutes_by_each_run_s_calibration():
+    """B ran on a machine 1.5x as fast (its calibration): a 10% rise in rps is a 27% fall on A's machine,
+    a p50 that fell by a third is unchanged there; ratios (hit_ratio) are not normalised."""
+    a, b = compare_pair()
+    a["environment"]["calibration_ops_s"], b["environment"]["calibration_ops_s"] = 100_000, 150_000
+    a["summary"]["ycsb"]["direct"]["p50_ms"], b["summary"]["ycsb"]["direct"]["p50_ms"] = 30.0, 20.0
+    md = report.compare_markdown(typed(a), typed(b))
+    assert "B/A on A's machine" in md and "A 100,000, B 150,000, B/A 1.50" in md
+    assert "| ycsb | direct | rps | 600 | 660 | +10.0% | -26.7% |" in md
+    assert "| ycsb | direct | p50_ms | 30 | 20 | -33.3% | +0.0% |" in md
+    assert "| ycsb | cache_aside | hit_ratio | 93.0% | 93.0% | +0.0% | – |" in md
+    uncalibrated = report.compare_markdown(typed(compare_pair()[0]), typed(b))
+    assert "B/A on A's machine" not in uncalibrated and "not normalised" in uncalibrated
+
+
+def test_the_calibration_figure_is_a_positive_rate():
+    from harness import calibrate
+
+    assert calibrate.normalised_change("p50_ms", 30, 20, 2.0, 3.0) == pytest.approx(1.0)
+    assert calibrate.ops_per_second(bursts=1, burst_s=0.05) > 100
+    assert calibrate.normalised_change("rps", 600, 660, 1.0, 1.0) == pytest.approx(1.1)
+    assert calibrate.normalised_change("hit_ratio", 0.9, 0.9, 1.0, 2.0) is None
+    assert calibrate.normalised_change("rps", 0, 660, 1.0, 2.0) is None
