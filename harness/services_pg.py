@@ -94,13 +94,17 @@ def _initdb(settings: Settings, data_dir: Path) -> None:
         raise StackError(f"initdb failed ({done.returncode}): {done.stderr.strip()[-800:]}")
 
 
+# A standby must allow at least what its primary does (the replica's recovery aborts otherwise).
+MAX_PREPARED_TRANSACTIONS = 64
+
+
 def command(settings: Settings, data_dir: Path) -> list[str]:
     return [_binary("postgres"), "-D", str(data_dir), "-p", str(settings.pg_port),
             "-c", f"listen_addresses={settings.bind}", "-c", f"unix_socket_directories={data_dir}",
             "-c", "password_encryption=scram-sha-256",
             "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "logging_collector=off",
             # two-phase commit (PREPARE TRANSACTION) needs slots; a leftover holds its locks until resolved
-            "-c", "max_prepared_transactions=64"]
+            "-c", f"max_prepared_transactions={MAX_PREPARED_TRANSACTIONS}"]
 
 
 def admin_conninfo(settings: Settings) -> dict:

@@ -113,7 +113,9 @@ def command(settings: Settings, data_dir: Path) -> list[str]:
     return [str(primary_bin_dir(settings) / "postgres"), "-D", str(data_dir), "-p", str(settings.pg_replica_port),
             "-c", f"listen_addresses={settings.bind}", "-c", f"unix_socket_directories={data_dir}",
             "-c", "hot_standby=on", "-c", "hot_standby_feedback=on", "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB", "-c", "logging_collector=off"]
+            "-c", "shared_buffers=256MB", "-c", "logging_collector=off",
+            # a hot standby needs at least the primary's setting, or its recovery aborts
+            "-c", f"max_prepared_transactions={services_pg.MAX_PREPARED_TRANSACTIONS}"]
 
 
 def conninfo(settings: Settings) -> dict:

@@ -8,4 +8,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     -R -X stream -C -S compose_replica --checkpoint=fast -w
   chmod 0700 "$PGDATA"
 fi
-exec postgres -c hot_standby=on -c hot_standby_feedback=on -c max_connections=200 -c shared_buffers=256MB
+exec postgres -c hot_standby=on -c hot_standby_feedback=on -c max_connections=200 -c shared_buffers=256MB \
+  -c max_prepared_transactions=64  # at least the primary's (compose.yaml), or recovery aborts
