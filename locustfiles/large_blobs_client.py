@@ -259,10 +259,21 @@ def check_objects(conn, s3, bucket: str, tag_: str) -> list[InvariantResult]:
                             f"{mismatched[:5]}")]
 
 
+def vacuum(master_url: str) -> None:
+    """Ask SeaweedFS's master to compact every volume with any deleted data (best effort: another S3
+    store, compose's, has no such master and reclaims in its own way). A volume server reports its
+    deletions with its heartbeat, every few seconds, so a vacuum right after a delete may find nothing
+    yet: the next phase's vacuum reclaims it."""
+    try:
+        requests.get(f"{master_url}/vol/vacuum", params={"garbageThreshold": "0.0001"}, timeout=120)
+    except requests.RequestException:
+        pass
+
+
 def prune(s3, bucket: str, prefixes: list[str], master_url: str | None = None) -> int:
     """Delete every object and abort every unfinished multipart upload under `prefixes` (a phase's keys,
-    once its checks have read them back), then ask the store's master to vacuum (SeaweedFS reclaims a
-    deleted object's space only when its volume is compacted). Returns the objects deleted."""
+    once its checks have read them back), and vacuum the store: what the phases before this one deleted
+    is reclaimed now, this phase's once the store has reported it. Returns the objects deleted."""
     deleted = 0
     for prefix in prefixes:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -272,11 +283,8 @@ def prune(s3, bucket: str, prefixes: list[str], master_url: str | None = None) -
                 deleted += len(keys)
         for upload in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []):
             s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    if master_url and deleted:
-        try:  # best effort: another S3 store (compose's) has no such master, and reclaims in its own way
-            requests.get(f"{master_url}/vol/vacuum", params={"garbageThreshold": "0.0001"}, timeout=120)
-        except requests.RequestException:
-            pass
+    if master_url:
+        vacuum(master_url)
     return deleted
 
 

@@ -3,8 +3,13 @@ read-your-writes over the real replica and reads through the real HTTP cache, wi
 the replica's rows and the server metrics in run.json. This checks the mechanism; whether a claim
 holds on this machine is what the runs themselves say."""
 
+import re
+
 import pytest
+from grafana import panels_without_data
 from test_run import harness_run
+
+from harness.modules import dashboard, get_module
 
 pytestmark = pytest.mark.e2e
 
@@ -25,3 +30,8 @@ def test_replica_ryw_and_the_edge_in_a_short_run(stack, tmp_path):
     assert 0 < edge["origin_per_request"] < 1  # the edge answered some reads itself
     decided = {c["id"]: c["status"] for c in run["claims"]}
     assert decided["ryw_fresh"] in ("held", "failed") and decided["edge_origin"] in ("held", "failed")
+    # the panels pinned to these variants (origin reads behind the cache, say) have data after their run
+    start, end = run["phases"][0]["start"], run["phases"][-1]["end"] + 2
+    empty = [panel for panel in panels_without_data(dashboard(get_module("scaling_reads")), start, end)
+             if re.search(r'variant="(replica_ryw|http_cache)"', panel)]
+    assert not empty, "panels without data after a run:\n" + "\n".join(empty)
