@@ -69,12 +69,13 @@ SPEC = ModuleSpec(
                  "so its requests wait and are shed; the queues accept at once and finish within their capacity",
                  loads=(Load(name="open", rate=10, users=120),), duration_s=6, warmup_s=1,
                  error_budgets={"sync": 1.0}, options=_work(2000)),
-        Scenario(name="worker_crash", description="open model, 10 jobs/s of 1 s each; the first worker of each "
-                 "queue is SIGKILLed at 2 s and restarted 2 s later: its jobs are redelivered and their effect "
-                 "happens once", variants=QUEUED, loads=(Load(name="open", rate=10, users=60),), duration_s=10,
+        Scenario(name="worker_crash", description="open model, 10 jobs/s of 1 s each; every worker of each "
+                 "queue is SIGKILLed at 2 s and restarted 2 s later (a worker runs up to 16 jobs at once, so one "
+                 "of two may hold none of the jobs in flight): their jobs are redelivered and their effect happens "
+                 "once", variants=QUEUED, loads=(Load(name="open", rate=10, users=60),), duration_s=10,
                  warmup_s=1, options=_work(1000),
-                 faults=(Fault(service=PG_WORKERS[0], action="kill", at_s=2, duration_s=2),
-                         Fault(service=REDIS_WORKERS[0], action="kill", at_s=2, duration_s=2))),
+                 faults=tuple(Fault(service=worker, action="kill", at_s=2, duration_s=2)
+                              for worker in (*PG_WORKERS, *REDIS_WORKERS))),
         Scenario(name="poison", description="open model, 10 jobs/s of 200 ms; a fifth of the jobs always fail: "
                  "retried with backoff, then dead-lettered", variants=QUEUED,
                  loads=(Load(name="open", rate=10, users=60),), duration_s=5, warmup_s=1,

@@ -33,8 +33,8 @@ def short_run(stack, tmp_path_factory):
 def test_every_phase_survived_its_worker_kill(short_run):
     assert [p["variant"] for p in short_run["phases"]] == ["pg_queue"]  # redis_queue's kill: the integration test
     for phase in short_run["phases"]:
-        assert sorted(f["service"] for f in phase["faults"]) == ["long_running_pg_worker_1",
-                                                                 "long_running_redis_worker_1"]
+        assert sorted(f["service"] for f in phase["faults"]) == [f"long_running_{queue}_worker_{n}"
+                                                                 for queue in ("pg", "redis") for n in (1, 2)]
         assert all(f["begin"] and f["end"] and not f["error"] for f in phase["faults"]), phase["faults"]
         held = {i["name"]: i["passed"] for i in phase["invariants"] if i["enforced"]}
         assert held == {"lost_jobs": True, "effects_not_once": True, "phantom_jobs": True,
