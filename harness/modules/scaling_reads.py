@@ -259,8 +259,8 @@ SPEC = ModuleSpec(
         Claim("stale_reads", "In ycsb, cache_aside shows its writers exactly 0 reads older than their own write: "
               "invalidating on write means a read after the write sees it, unless a concurrent fill races it.",
               "stale_reads", "cache_aside", "==", 0, scenario="ycsb"),
-        Claim("stale_reads_singleflight", "In ycsb, cache_aside_singleflight shows its writers exactly 0 reads "
-              "older than their own write: single-flight keeps read-your-write after invalidation.",
-              "stale_reads", "cache_aside_singleflight", "==", 0, scenario="ycsb"),
+        # No claim that single-flight keeps read-your-write: checked from the clients' own logs during the load,
+        # a fill that started before a write lands after its invalidation (5 stale reads in the reference run of
+        # 2026-12-06); its stale_reads invariant reports them as the finding (not enforced for it).
     ),
 )
