@@ -36,6 +36,8 @@ def test_harness_report_re_renders_one_run_per_module_as_committed(run_dir, tmp_
     copy = tmp_path / run_dir.name
     copy.mkdir()
     shutil.copy(run_dir / "run.json", copy / "run.json")
+    if (run_dir / "dashboard.json").is_file():  # the queried panels a report draws its dashboard from
+        shutil.copy(run_dir / "dashboard.json", copy / "dashboard.json")
     assert cli.main(["report", str(copy)]) == 0
     assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
     assert (copy / "report.html").is_file()
