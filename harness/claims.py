@@ -89,13 +89,6 @@ class Claim:
     def variants(self) -> tuple[str, ...]:
         return (self.variant,) if self.baseline is None else (self.variant, self.baseline)
 
-    @property
-    def groups(self) -> tuple[tuple[str, str], ...]:
-        """(group, variant) of every value the claim reads."""
-        if self.baseline is None:
-            return ((self.scenario, self.variant),)
-        return ((self.scenario, self.variant), (self.baseline_scenario or self.scenario, self.baseline))
-
 
 @dataclass(frozen=True)
 class Verdict:
